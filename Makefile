@@ -1,0 +1,70 @@
+# perceptual_ext — set-up, tests, demo, benchmarks and the CUDA compile/link check.
+#   make demo        install (first time) and run the demo
+#   make test        install (first time), build, pytest, then the C++ tests (CMake + ctest)
+#   make bench       CPU benchmarks -> benchmarks/results/*.json and a ratio table
+#   make cuda-check  build every .cu against the CUDA torch, import on CPU, run the CPU tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CUDA_VENV ?= .venv-cuda
+CUDA_PY := $(CURDIR)/$(CUDA_VENV)/bin/python
+TORCH_CPU ?= torch==2.13.0
+TORCH_CUDA ?= torch==2.14.1
+JOBS ?= 2
+# nvcc on PATH may be a wrapper script; torch would guess the toolkit root from its location.
+# Take the folder the wrapper execs instead (or an explicit CUDA_HOME).
+CUDA_HOME ?= $(shell n=$$(command -v nvcc 2>/dev/null); [ -n "$$n" ] && { t=$$(sed -n 's|^exec \(.*\)/bin/nvcc.*|\1|p' "$$n"); [ -n "$$t" ] && echo "$$t" || dirname "$$(dirname "$$(readlink -f "$$n")")"; })
+export CUDA_HOME
+export MAX_JOBS := $(JOBS)
+STAMP := $(VENV)/.installed
+SOURCES := $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h csrc/cuda/*.cu)
+
+.PHONY: install build test pytest ctest demo bench cuda-check clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_CPU)
+	$(PY) -m pip install -q setuptools wheel ninja pybind11 numpy cmake
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'
+	touch $(STAMP)
+
+# Incremental rebuild of the extension in place (ninja recompiles only what changed).
+build: $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+
+pytest: build
+	$(PY) -m pytest
+
+ctest: $(STAMP)
+	$(VENV)/bin/cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')" > build/cmake.log 2>&1 || { cat build/cmake.log; exit 1; }
+	$(VENV)/bin/cmake --build build/cmake -j$(JOBS) >> build/cmake.log 2>&1 || { tail -50 build/cmake.log; exit 1; }
+	cd build/cmake && $(CURDIR)/$(VENV)/bin/ctest --output-on-failure
+
+test: pytest ctest
+
+demo: build
+	$(PY) scripts/demo.py
+
+bench: build
+	$(PY) -m pytest benchmarks --benchmark-only -q \
+	  --benchmark-json=benchmarks/results/cpu-$$(date +%Y%m%d).json
+	$(PY) benchmarks/report.py benchmarks/results/cpu-$$(date +%Y%m%d).json
+
+# A copy of the tree built with PERCEPTUAL_EXT_CUDA=1 against the CUDA torch, exactly as on a GPU
+# machine (build_ext --inplace), then imported and tested on this CPU-only machine.
+cuda-check:
+	test -x $(CUDA_PY) || $(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_PY) -m pip install -q $(TORCH_CUDA) setuptools wheel ninja pybind11 numpy pytest pillow tqdm opencv-python-headless scikit-image
+	rm -rf build/cuda-check && mkdir -p build/cuda-check
+	git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C build/cuda-check
+	@test -n "$(CUDA_HOME)" || { echo "cuda-check: nvcc not found; set CUDA_HOME"; exit 1; }
+	cd build/cuda-check && PERCEPTUAL_EXT_CUDA=1 TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-9.0}" \
+	  $(CUDA_PY) setup.py -q build_ext --inplace
+	cd build/cuda-check && $(CUDA_PY) -c "import perceptual_ext as pe; i = pe.build_info(); print(i); assert i['cuda_compiled'], 'CUDA kernels missing'"
+	cd build/cuda-check && $(CUDA_PY) -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf build perceptual_ext/_C*.so *.egg-info

@@ -1,0 +1,87 @@
+"""Argument validation shared by ops, losses and metrics.
+
+Every check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong shape,
+value or device) with a message that names the argument and quotes what was received.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def tensor(x, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def floating(x, name: str) -> Tensor:
+    """A real floating-point tensor (float16, bfloat16, float32 or float64)."""
+    tensor(x, name)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a real floating-point tensor (float32 or float64), got dtype {x.dtype}")
+    return x
+
+
+def rank(x: Tensor, name: str, ranks: Iterable[int], layout: str) -> Tensor:
+    ranks = tuple(ranks)
+    if x.dim() not in ranks:
+        raise ValueError(f"{name} must be {layout}, got a {x.dim()}-D tensor of shape {tuple(x.shape)}")
+    return x
+
+
+def same_device(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    if a.device != b.device:
+        raise ValueError(f"{name_a} and {name_b} must be on the same device, got {a.device} and {b.device}")
+
+
+def same_dtype(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    if a.dtype != b.dtype:
+        raise TypeError(f"{name_a} and {name_b} must have the same dtype, got {a.dtype} and {b.dtype}")
+
+
+def positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def positive_float(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return float(value)
+
+
+def choice(value, name: str, options: Iterable[str]) -> str:
+    options = tuple(options)
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+def reduction(value) -> str:
+    return choice(value, "reduction", REDUCTIONS)
+
+
+def reduce(per_sample: Tensor, how: str) -> Tensor:
+    """Apply a torch-style reduction to a per-sample loss [N]."""
+    if how == "mean":
+        return per_sample.mean() if per_sample.numel() else per_sample.sum()
+    if how == "sum":
+        return per_sample.sum()
+    return per_sample
+
+
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """float32 for reduced-precision input on the CPU (our CPU kernels compute in float32/64)."""
+    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return x.dtype

@@ -1,0 +1,121 @@
+"""Image I/O as float tensors in [0, 1], CHW; sample images from scikit-image (no network)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# scikit-image ships these inside the package: no download at run time.
+SAMPLE_IMAGES = ("astronaut", "camera", "coffee", "chelsea", "brick", "grass", "gravel", "rocket", "text", "coins")
+
+
+def _to_tensor(array: np.ndarray, channels: Optional[int]) -> Tensor:
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.dtype == np.uint8:
+        t = torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
+    elif array.dtype == np.uint16:
+        t = torch.from_numpy(array.astype(np.float32) / 65535.0)
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).clamp_(0, 1)
+    t = t.permute(2, 0, 1).contiguous()
+    if t.shape[0] == 4:  # drop alpha
+        t = t[:3]
+    if channels == 3 and t.shape[0] == 1:
+        t = t.expand(3, -1, -1).contiguous()
+    elif channels == 1 and t.shape[0] == 3:
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        t = (t * weights).sum(0, keepdim=True)
+    elif channels not in (None, 1, 3):
+        raise ValueError(f"channels must be None, 1 or 3, got {channels}")
+    return t
+
+
+def sample_image(name: str, channels: Optional[int] = None, size: Optional[int] = None) -> Tensor:
+    """A scikit-image sample image as a float tensor [C, H, W] in [0, 1].
+
+    Args:
+        name: one of :data:`SAMPLE_IMAGES`.
+        channels: ``None`` keeps the image's own channels; 1 (grayscale) or 3 (RGB) converts.
+        size: if given, a centre square crop resized to ``size x size`` (bicubic, antialiased).
+    """
+    if name not in SAMPLE_IMAGES:
+        raise ValueError(f"name must be one of {SAMPLE_IMAGES}, got {name!r}")
+    import skimage.data
+
+    t = _to_tensor(getattr(skimage.data, name)(), channels)
+    return center_resize(t, size) if size else t
+
+
+def center_resize(image: Tensor, size: int) -> Tensor:
+    """Centre square crop of a [C, H, W] image, resized to size x size."""
+    _, h, w = image.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = image[:, top:top + side, left:left + side]
+    if side == size:
+        return crop.contiguous()
+    out = torch.nn.functional.interpolate(crop[None], size=(size, size), mode="bicubic", antialias=True,
+                                          align_corners=False)
+    return out[0].clamp_(0, 1)
+
+
+def load_image(path: str, channels: Optional[int] = 3) -> Tensor:
+    """Read an image file (PNG, JPEG, ...) as a float tensor [C, H, W] in [0, 1].
+
+    Raises:
+        ValueError: the file does not exist or cannot be decoded as an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if not os.path.isfile(path):
+        raise ValueError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = "RGB" if channels == 3 else ("L" if channels == 1 else None)
+            if img.mode not in ("L", "RGB", "RGBA", "I;16") or mode:
+                img = img.convert(mode or "RGB")
+            array = np.asarray(img)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
+    return _to_tensor(array, channels)
+
+
+def save_image(image: Tensor, path: str, overwrite: bool = True) -> str:
+    """Write a [C, H, W] (or [1, C, H, W]) tensor in [0, 1] as an 8-bit PNG/JPEG, atomically.
+
+    The image is written to a temporary file beside ``path`` and renamed, so a reader never
+    sees a half-written file. With ``overwrite=False`` an existing file raises ``FileExistsError``.
+    """
+    from PIL import Image
+
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"image must be [C, H, W] or [1, C, H, W], got {tuple(image.shape)}")
+        image = image[0]
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"image must be [C, H, W] with C in (1, 3), got {tuple(image.shape)}")
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+    array = (image.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    suffix = os.path.splitext(path)[1] or ".png"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    try:
+        pil.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path

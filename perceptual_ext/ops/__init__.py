@@ -1,0 +1,9 @@
+"""Typed wrappers over the compiled operators ``torch.ops.perceptual_ext.*``.
+
+Each wrapper validates its arguments, reshapes convenience layouts, and calls the operator;
+autograd and fake (meta) kernels are registered beside it so the ops work with
+``torch.autograd``, ``torch.compile`` and ``torch.library.opcheck``.
+"""
+from .gram import gram
+
+__all__ = ["gram"]
