@@ -144,7 +144,7 @@ def _mean_over_processes(value: Tensor, world: int) -> float:
         value = value.detach().clone()
         dist.all_reduce(value)
         value /= world
-    return float(value)
+    return float(value.detach())
 
 
 # --------------------------------------------------------------------------- the training loop
