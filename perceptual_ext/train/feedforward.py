@@ -427,22 +427,33 @@ def transform_files(model: nn.Module, inputs: Sequence[str], outputs: Sequence[s
         existing = [p for p in outputs if os.path.exists(p)]
         if existing:
             raise FileExistsError(f"{existing[0]} exists (and {len(existing) - 1} more); pass overwrite to replace")
-    images = [load_image(p, channels=3) for p in inputs]
     by_size: Dict[tuple, List[int]] = {}
-    for i, image in enumerate(images):
-        by_size.setdefault(tuple(image.shape), []).append(i)
+    for i, path in enumerate(inputs):  # headers only: batches of equal size, decoded one batch at a time
+        by_size.setdefault(_image_size(path), []).append(i)
     from tqdm.auto import tqdm
 
     model = model.to(device).eval()
-    with tqdm(total=len(images), desc="images", disable=not progress, dynamic_ncols=True) as bar, torch.no_grad():
+    with tqdm(total=len(inputs), desc="images", disable=not progress, dynamic_ncols=True) as bar, torch.no_grad():
         for indices in by_size.values():
             for begin in range(0, len(indices), batch_size):
                 chunk = indices[begin:begin + batch_size]
-                result = model(torch.stack([images[i] for i in chunk]).to(device)).clamp_(0, 1).cpu()
-                for i, image in zip(chunk, result):
+                batch = torch.stack([load_image(inputs[i], channels=3) for i in chunk]).to(device)
+                for i, image in zip(chunk, model(batch).clamp_(0, 1).cpu()):
                     save_image(image, outputs[i], overwrite=True)
                 bar.update(len(chunk))
-    return len(images)
+    return len(inputs)
+
+
+def _image_size(path: str) -> Tuple[int, int]:
+    from PIL import Image
+
+    if not os.path.isfile(path):
+        raise ValueError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- evaluation
