@@ -7,7 +7,7 @@ evaluates each and bicubic upsampling on held-out samples (PSNR, SSIM, SWD), and
 - docs/sr.png — a held-out crop: HR, bicubic, then one column per trained model.
 
 Usage (a few minutes per loss on 2 CPU cores with the defaults):
-    python scripts/sr_experiment.py --losses mse,vgg,mmd --steps 300
+    python scripts/sr_experiment.py --losses mse,vgg,mmd --steps 200
 An entry ``srcnn`` in --losses trains the SRCNN baseline with MSE.
 """
 import argparse
@@ -34,8 +34,8 @@ TRAIN_SAMPLES = tuple(n for n in SAMPLE_IMAGES if n not in TEST_SAMPLES)
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--losses", default="mse,vgg,mmd", help="comma-separated loss names (and/or srcnn)")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--image-size", type=int, default=64, help="HR training crop side")
     p.add_argument("--eval-size", type=int, default=256, help="held-out images: centre square resized to this")
     p.add_argument("--lr", type=float, default=1e-3)
