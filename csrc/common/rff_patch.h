@@ -126,5 +126,48 @@ PE_HOST_DEVICE PE_INLINE double feature(double u) { return cos(u); }
 PE_HOST_DEVICE PE_INLINE float feature_derivative(float u) { return -sinf(u); }
 PE_HOST_DEVICE PE_INLINE double feature_derivative(double u) { return -sin(u); }
 
+// Pooled feature of window (a, b) from tile sums: sums points at sums[n, 0, 0, f] of a
+// [.., row segments, col segments, F] array; the window holds row segments [rs0, rs1] and col
+// segments [cs0, cs1].
+template <typename T>
+PE_HOST_DEVICE PE_INLINE T window_mean(const T* sums, int64_t col_segments, int64_t features, int64_t rs0,
+                                       int64_t rs1, int64_t cs0, int64_t cs1, int64_t window) {
+  T total = 0;
+  for (int64_t rs = rs0; rs <= rs1; ++rs)
+    for (int64_t cs = cs0; cs <= cs1; ++cs) total += sums[(rs * col_segments + cs) * features];
+  return total * static_cast<T>(pool_weight(window));
+}
+
+// d loss / d z_f shared by every pixel of a tile: the sum of the pooled gradients of the
+// windows that hold the tile, / W^2. grad points at grad[n, f, 0, 0] of [.., h', w'].
+template <typename T>
+PE_HOST_DEVICE PE_INLINE T tile_gradient(const T* grad, int64_t pooled_w, WindowRange rows, WindowRange cols,
+                                         int64_t window) {
+  T total = 0;
+  for (int64_t a = rows.first; a <= rows.last; ++a)
+    for (int64_t b = cols.first; b <= cols.last; ++b) total += grad[a * pooled_w + b];
+  return total * static_cast<T>(pool_weight(window));
+}
+
+// d loss / d x[c, y, x] from the per-pixel patch gradients dpatches [map_h * map_w, K] of one
+// image: col2im with reflection, as a gather over every (pixel, offset) that reads (y, x).
+template <typename T>
+PE_HOST_DEVICE PE_INLINE T input_gradient(const T* dpatches, int64_t c, int64_t y, int64_t x, int64_t patch,
+                                          int64_t height, int64_t width, int64_t map_h, int64_t map_w,
+                                          int64_t k_total) {
+  int64_t rows[3], cols[3];
+  T total = 0;
+  for (int64_t dy = 0; dy < patch; ++dy) {
+    const int nr = sources_of(y, dy, patch, height, map_h, rows);
+    for (int64_t dx = 0; dx < patch; ++dx) {
+      const int nc = sources_of(x, dx, patch, width, map_w, cols);
+      const int64_t k = patch_index(c, dy, dx, patch);
+      for (int r = 0; r < nr; ++r)
+        for (int q = 0; q < nc; ++q) total += dpatches[(rows[r] * map_w + cols[q]) * k_total + k];
+    }
+  }
+  return total;
+}
+
 }  // namespace rff_patch
 }  // namespace perceptual_ext

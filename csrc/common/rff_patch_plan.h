@@ -28,12 +28,31 @@ struct AxisPlan {
       ranges.push_back(windows_of(bounds[s], bounds[s + 1], windows, window, stride));
   }
   int64_t segments() const { return static_cast<int64_t>(ranges.size()); }
+  // Segments [first, last] inside window a: the inverse of `ranges`.
+  std::vector<int64_t> window_segments() const {
+    std::vector<int64_t> out(2 * windows);
+    for (int64_t a = 0; a < windows; ++a) {
+      int64_t first = segments(), last = -1;
+      for (int64_t s = 0; s < segments(); ++s)
+        if (segment_in_window(ranges[s], a)) {
+          first = s < first ? s : first;
+          last = s;
+        }
+      out[2 * a] = first;
+      out[2 * a + 1] = last;
+    }
+    return out;
+  }
   int64_t begin(int64_t s) const { return bounds[s]; }
   int64_t size(int64_t s) const { return bounds[s + 1] - bounds[s]; }
 
   // Device copies for the CUDA kernels: bounds [segments + 1] and ranges [segments, 2].
   at::Tensor bounds_tensor() const {
     return at::tensor(at::ArrayRef<int64_t>(bounds), at::TensorOptions().dtype(at::kLong));
+  }
+  at::Tensor window_segments_tensor() const {
+    const auto flat = window_segments();
+    return at::tensor(at::ArrayRef<int64_t>(flat), at::TensorOptions().dtype(at::kLong)).view({-1, 2});
   }
   at::Tensor ranges_tensor() const {
     std::vector<int64_t> flat;

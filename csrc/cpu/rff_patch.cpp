@@ -55,17 +55,6 @@ void gather_patches(const Plan& plan, const scalar_t* x, const Tile& tile, int64
   }
 }
 
-// Window ranges of each window a along one axis: the segments [first, last] inside it.
-std::vector<std::pair<int64_t, int64_t>> segments_per_window(const AxisPlan& axis) {
-  std::vector<std::pair<int64_t, int64_t>> out(axis.windows, {INT64_MAX, -1});
-  for (int64_t s = 0; s < axis.segments(); ++s)
-    for (int64_t a = axis.ranges[s].first; a <= axis.ranges[s].last; ++a) {
-      out[a].first = std::min(out[a].first, s);
-      out[a].second = std::max(out[a].second, s);
-    }
-  return out;
-}
-
 at::Tensor rff_patch_features_cpu(const at::Tensor& x_in, const at::Tensor& weight_in, const at::Tensor& bias_in,
                                   int64_t window, int64_t stride) {
   const char* op = "rff_patch_features";
@@ -104,24 +93,19 @@ at::Tensor rff_patch_features_cpu(const at::Tensor& x_in, const at::Tensor& weig
       }
     });
 
-    // out[n, f, a, b] = sum of the tile sums inside window (a, b), / W^2.
-    const auto rows_of = segments_per_window(plan.rows), cols_of = segments_per_window(plan.cols);
-    const scalar_t scale = static_cast<scalar_t>(rff_patch::pool_weight(window));
+    // out[n, f, a, b] = mean of the tile sums inside window (a, b).
+    const auto rows_of = plan.rows.window_segments(), cols_of = plan.cols.window_segments();
     const scalar_t* sp = sums.data_ptr<scalar_t>();
-    scalar_t* op_ = out.data_ptr<scalar_t>();
-    const int64_t hw = plan.rows.windows * plan.cols.windows, ncs = plan.cols.segments();
-    at::parallel_for(0, plan.batch * hw, 1, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> total(f_total);
+    scalar_t* outp = out.data_ptr<scalar_t>();
+    const int64_t pw = plan.cols.windows, hw = plan.rows.windows * pw, ncs = plan.cols.segments();
+    at::parallel_for(0, plan.batch * f_total, 16, [&](int64_t begin, int64_t end) {
       for (int64_t index = begin; index < end; ++index) {
-        const int64_t n = index / hw, a = (index % hw) / plan.cols.windows, b = index % plan.cols.windows;
-        std::fill(total.begin(), total.end(), scalar_t(0));
-        for (int64_t rs = rows_of[a].first; rs <= rows_of[a].second; ++rs)
-          for (int64_t cs = cols_of[b].first; cs <= cols_of[b].second; ++cs) {
-            const scalar_t* s = sp + ((n * plan.rows.segments() + rs) * ncs + cs) * f_total;
-            for (int64_t f = 0; f < f_total; ++f) total[f] += s[f];
-          }
-        scalar_t* o = op_ + n * f_total * hw + a * plan.cols.windows + b;
-        for (int64_t f = 0; f < f_total; ++f) o[f * hw] = total[f] * scale;
+        const int64_t n = index / f_total, f = index % f_total;
+        const scalar_t* s = sp + n * plan.rows.segments() * ncs * f_total + f;
+        for (int64_t a = 0; a < plan.rows.windows; ++a)
+          for (int64_t b = 0; b < pw; ++b)
+            outp[index * hw + a * pw + b] = rff_patch::window_mean(s, ncs, f_total, rows_of[2 * a], rows_of[2 * a + 1],
+                                                                   cols_of[2 * b], cols_of[2 * b + 1], window);
       }
     });
   });
@@ -144,8 +128,9 @@ at::Tensor rff_patch_features_backward_cpu(const at::Tensor& grad_in, const at::
               op, ": grad must be [N, F, h', w'] = [", plan.batch, ", ", plan.features, ", ", plan.rows.windows, ", ",
               plan.cols.windows, "], got ", grad_in.sizes());
   const auto grad = grad_in.contiguous();
-  auto dx = at::zeros_like(x);
-  if (dx.numel() == 0 || grad.numel() == 0) return dx;
+  auto dx = at::empty_like(x);
+  if (dx.numel() == 0) return dx;
+  if (grad.numel() == 0) return dx.zero_();
   const int64_t f_total = plan.features, k_total = plan.patch_elements();
   const int64_t map_h = plan.rows.map, map_w = plan.cols.map, p = plan.patch;
   const int64_t tiles = plan.batch * plan.rows.segments() * plan.cols.segments();
@@ -161,7 +146,6 @@ at::Tensor rff_patch_features_backward_cpu(const at::Tensor& grad_in, const at::
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rff_patch_features_backward_cpu", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const scalar_t* gp = grad.data_ptr<scalar_t>();
-    const scalar_t scale = static_cast<scalar_t>(rff_patch::pool_weight(window));
     const int64_t hw = plan.rows.windows * plan.cols.windows;
     at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
       auto patches = at::empty({kTilePixels, k_total}, x.options());
@@ -172,15 +156,10 @@ at::Tensor rff_patch_features_backward_cpu(const at::Tensor& grad_in, const at::
       for (int64_t index = begin; index < end; ++index) {
         const Tile tile = tile_of(plan, index);
         if (!pooled(plan, tile)) continue;
-        // Every pixel of the tile gets d loss / d z_f = sum over its windows of grad / W^2.
+        // Every pixel of the tile gets d loss / d z_f = (its windows' grads) / W^2; dz/du = -sin(u).
         const auto rr = plan.rows.ranges[tile.row_segment], cr = plan.cols.ranges[tile.col_segment];
-        std::fill(g, g + f_total, scalar_t(0));
-        for (int64_t a = rr.first; a <= rr.last; ++a)
-          for (int64_t b = cr.first; b <= cr.last; ++b) {
-            const scalar_t* src = gp + tile.n * f_total * hw + a * plan.cols.windows + b;
-            for (int64_t f = 0; f < f_total; ++f) g[f] += src[f * hw];
-          }
-        for (int64_t f = 0; f < f_total; ++f) g[f] *= -scale;  // dz/du = -sin(u)
+        for (int64_t f = 0; f < f_total; ++f)
+          g[f] = -rff_patch::tile_gradient(gp + (tile.n * f_total + f) * hw, plan.cols.windows, rr, cr, window);
         const int64_t pixels = tile.rows * tile.cols;
         for (int64_t first = 0; first < pixels; first += kTilePixels) {
           const int64_t count = std::min(kTilePixels, pixels - first);
@@ -200,30 +179,16 @@ at::Tensor rff_patch_features_backward_cpu(const at::Tensor& grad_in, const at::
       }
     });
 
-    // col2im with reflection, as a gather: dx[n, c, y, x] sums dpatches over the (pixel, offset)
-    // pairs that read it.
+    // col2im with reflection, as a gather: no two tasks write the same input pixel.
     const int64_t h = plan.rows.image, w = plan.cols.image, c_total = plan.channels;
     const scalar_t* dpp = dpatches.data_ptr<scalar_t>();
     scalar_t* dxp = dx.data_ptr<scalar_t>();
     at::parallel_for(0, plan.batch * c_total * h, 16, [&](int64_t begin, int64_t end) {
-      int64_t rows_src[3], cols_src[3];
       for (int64_t index = begin; index < end; ++index) {
         const int64_t y = index % h, c = (index / h) % c_total, n = index / (h * c_total);
         const scalar_t* base = dpp + n * map_h * map_w * k_total;
-        scalar_t* out_row = dxp + index * w;
-        for (int64_t dy = 0; dy < p; ++dy) {
-          const int nr = rff_patch::sources_of(y, dy, p, h, map_h, rows_src);
-          for (int r = 0; r < nr; ++r)
-            for (int64_t xx = 0; xx < w; ++xx) {
-              scalar_t sum = 0;
-              for (int64_t dxo = 0; dxo < p; ++dxo) {
-                const int nc = rff_patch::sources_of(xx, dxo, p, w, map_w, cols_src);
-                const int64_t k = rff_patch::patch_index(c, dy, dxo, p);
-                for (int q = 0; q < nc; ++q) sum += base[(rows_src[r] * map_w + cols_src[q]) * k_total + k];
-              }
-              out_row[xx] += sum;
-            }
-        }
+        for (int64_t xx = 0; xx < w; ++xx)
+          dxp[index * w + xx] = rff_patch::input_gradient(base, c, y, xx, p, h, w, map_h, map_w, k_total);
       }
     });
   });

@@ -72,8 +72,8 @@ def rff_patch_features(x: Tensor, weight: Tensor, bias: Tensor, window: int = 32
     features and must not require grad.
 
     Args:
-        x (Tensor[N, C, H, W]): images, float32/float64 (float16/bfloat16 on the CPU are computed in
-            float32), any strides.
+        x (Tensor[N, C, H, W]): images, float32/float64 (float16/bfloat16 are computed in float32
+            and returned in their dtype), any strides.
         weight (Tensor[F, C, P, P]): projection directions, same dtype and device as ``x``.
         bias (Tensor[F]): phases.
         window (int): pooling window side W; must fit into the feature map.
@@ -89,7 +89,8 @@ def rff_patch_features(x: Tensor, weight: Tensor, bias: Tensor, window: int = 32
         torch.Size([2, 256, 3, 3])
     """
     _validate(x, weight, bias, window, stride)
-    dtype = _checks.compute_dtype(x)
+    # Half and bfloat16 are computed in float32 on every device (the phase w.p + b needs it).
+    dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     if dtype != x.dtype:
         return _OPS.rff_patch_features(x.to(dtype), weight.to(dtype), bias.to(dtype), window, stride).to(x.dtype)
     return _OPS.rff_patch_features(x, weight, bias, window, stride)
