@@ -77,6 +77,7 @@ at::Tensor rff_patch_features_cpu(const at::Tensor& x_in, const at::Tensor& weig
     at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
       auto patches = at::empty({kTilePixels, k_total}, x.options());
       auto z = at::empty({kTilePixels, f_total}, x.options());
+      const auto ones = at::ones({kTilePixels}, x.options());
       for (int64_t index = begin; index < end; ++index) {
         const Tile tile = tile_of(plan, index);
         if (!pooled(plan, tile)) continue;
@@ -88,7 +89,7 @@ at::Tensor rff_patch_features_cpu(const at::Tensor& x_in, const at::Tensor& weig
           auto zt = z.narrow(0, 0, count);
           at::addmm_out(zt, bias, patches.narrow(0, 0, count), weight_t);
           zt.cos_();
-          acc.add_(zt.sum(0));
+          at::addmv_out(acc, acc, zt.t(), ones.narrow(0, 0, count));  // acc += column sums (BLAS gemv)
         }
       }
     });
@@ -151,7 +152,8 @@ at::Tensor rff_patch_features_backward_cpu(const at::Tensor& grad_in, const at::
       auto patches = at::empty({kTilePixels, k_total}, x.options());
       auto u = at::empty({kTilePixels, f_total}, x.options());
       auto dp = at::empty({kTilePixels, k_padded}, x.options());
-      auto pooled_grad = at::empty({f_total}, x.options());
+      auto pooled_grad = at::empty({f_total, 1}, x.options());
+      auto weight_scaled = at::empty({f_total, k_padded}, x.options());
       scalar_t* g = pooled_grad.data_ptr<scalar_t>();
       for (int64_t index = begin; index < end; ++index) {
         const Tile tile = tile_of(plan, index);
@@ -160,15 +162,17 @@ at::Tensor rff_patch_features_backward_cpu(const at::Tensor& grad_in, const at::
         const auto rr = plan.rows.ranges[tile.row_segment], cr = plan.cols.ranges[tile.col_segment];
         for (int64_t f = 0; f < f_total; ++f)
           g[f] = -rff_patch::tile_gradient(gp + (tile.n * f_total + f) * hw, plan.cols.windows, rr, cr, window);
+        // The tile's pixels share g, so (sin(U) * g) W = sin(U) (g * W): scale the small weight once.
+        at::mul_out(weight_scaled, weight_padded, pooled_grad);
         const int64_t pixels = tile.rows * tile.cols;
         for (int64_t first = 0; first < pixels; first += kTilePixels) {
           const int64_t count = std::min(kTilePixels, pixels - first);
           gather_patches(plan, xp, tile, first, count, patches.data_ptr<scalar_t>());
           auto ut = u.narrow(0, 0, count);
           at::addmm_out(ut, bias, patches.narrow(0, 0, count), weight.t());
-          ut.sin_().mul_(pooled_grad);
+          ut.sin_();
           auto dpt = dp.narrow(0, 0, count);
-          at::mm_out(dpt, ut, weight_padded);
+          at::mm_out(dpt, ut, weight_scaled);
           const scalar_t* d = dp.data_ptr<scalar_t>();
           scalar_t* dst = dpatches.data_ptr<scalar_t>() + tile.n * map_h * map_w * k_total;
           for (int64_t t = 0; t < count; ++t) {
