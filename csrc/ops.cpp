@@ -7,4 +7,11 @@ TORCH_LIBRARY(perceptual_ext, m) {
   m.def("gram(Tensor features, bool normalize) -> Tensor");
   // grad [N, C, C], features [N, C, L] -> [N, C, L]
   m.def("gram_backward(Tensor grad, Tensor features, bool normalize) -> Tensor");
+
+  // Patch random Fourier features: x [N, C, H, W], weight [F, C, P, P], bias [F] -> pooled
+  // cos(conv(reflect_pad(x)) + b) [N, F, h', w'] over window x window windows, stride `stride`.
+  m.def("rff_patch_features(Tensor x, Tensor weight, Tensor bias, int window, int stride) -> Tensor");
+  // grad [N, F, h', w'] -> d x [N, C, H, W] (weight and bias are fixed random features)
+  m.def("rff_patch_features_backward(Tensor grad, Tensor x, Tensor weight, Tensor bias, int window, "
+        "int stride) -> Tensor");
 }

@@ -1,0 +1,63 @@
+"""Patch RFF features fwd+bwd (F = 1024, P = 3, W = 32, S = 16): the fused op vs the composition
+users write today (reflect pad, conv2d, cos, avg_pool2d), which materializes [N, F, H, W].
+
+Each case records time (pytest-benchmark) and peak memory (child process) under one group, so
+`benchmarks/report.py` prints the fused/composition ratios measured in the same run. The
+composition takes seconds and GBs at the larger sizes, hence few rounds.
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmarks._memory import peak_memory_mib
+from benchmarks.conftest import DEVICES, sync
+from perceptual_ext.ops import rff_patch_features
+
+FEATURES, PATCH, WINDOW, STRIDE = 1024, 3, 32, 16
+SHAPES = [(1, 256), (4, 256), (1, 512)]
+
+
+def composition(x, weight, bias):
+    padded = F.pad(x, [PATCH // 2] * 4, mode="reflect")
+    return F.avg_pool2d(torch.cos(F.conv2d(padded, weight, bias)), WINDOW, STRIDE)
+
+
+def fused(x, weight, bias):
+    return rff_patch_features(x, weight, bias, WINDOW, STRIDE)
+
+
+IMPLS = {"fused": fused, "composition": composition}
+
+
+def workload(impl: str, batch: int, size: int, device: str = "cpu"):
+    """Inputs allocated once; the returned callable runs forward + backward (gradient w.r.t. x)."""
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(batch, 3, size, size, generator=gen) * 2 - 1).to(device).requires_grad_(True)
+    weight = (torch.randn(FEATURES, 3, PATCH, PATCH, generator=gen) / (0.06 * PATCH ** 2)).to(device)
+    bias = (torch.rand(FEATURES, generator=gen) * 2 * math.pi).to(device)
+    grad = torch.randn(batch, FEATURES, (size - WINDOW) // STRIDE + 1, (size - WINDOW) // STRIDE + 1,
+                       generator=gen).to(device)
+    fn = IMPLS[impl]
+
+    def run():
+        (fn(x, weight, bias) * grad).sum().backward()
+        sync(device)
+        x.grad = None  # released inside the run, so the memory probe sees it as peak growth
+
+    return run
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}-{}px".format(*s))
+@pytest.mark.parametrize("impl", list(IMPLS))
+def test_rff_patch_fwd_bwd(benchmark, impl, shape, device):
+    batch, size = shape
+    benchmark.group = f"rff_patch fwd+bwd {device} F{FEATURES} {batch}x{size}²"
+    benchmark.extra_info["impl"] = impl
+    benchmark.extra_info["peak_mib"] = peak_memory_mib("benchmarks.bench_patch_mmd:workload", impl=impl,
+                                                       batch=batch, size=size, device=device)
+    run = workload(impl, batch, size, device=device)
+    rounds = 3 if impl == "fused" or batch * size * size <= 256 * 256 else 1
+    benchmark.pedantic(run, warmup_rounds=1, rounds=rounds, iterations=1)

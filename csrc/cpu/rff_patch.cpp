@@ -1,0 +1,209 @@
+// Patch random Fourier features, CPU: per tile of pixels, gather reflect-padded patches
+// [T, C P P], one BLAS GEMM against weight^T [C P P, F], then cos (ATen's vectorized Sleef
+// kernel) and a column sum into the tile's accumulator. Tiles are segment x segment blocks
+// (common/rff_patch.h), so every pixel of a tile feeds the same windows and nothing of size
+// [N, F, H, W] ever exists. Backward recomputes the projection per tile.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "common/rff_patch.h"
+#include "common/rff_patch_plan.h"
+
+namespace perceptual_ext {
+namespace {
+
+using rff_patch::AxisPlan;
+using rff_patch::Plan;
+
+// Pixels per GEMM: [256, F] of features stays within L2 for F ~ 1024.
+constexpr int64_t kTilePixels = 256;
+
+// One segment x segment tile of one image, cut into runs of at most kTilePixels pixels.
+struct Tile {
+  int64_t n, row_segment, col_segment;
+  int64_t row0, rows, col0, cols;
+};
+
+Tile tile_of(const Plan& plan, int64_t index) {
+  const int64_t per_image = plan.rows.segments() * plan.cols.segments();
+  const int64_t n = index / per_image, rest = index % per_image;
+  const int64_t rs = rest / plan.cols.segments(), cs = rest % plan.cols.segments();
+  return {n, rs, cs, plan.rows.begin(rs), plan.rows.size(rs), plan.cols.begin(cs), plan.cols.size(cs)};
+}
+
+bool pooled(const Plan& plan, const Tile& t) {
+  return !plan.rows.ranges[t.row_segment].empty() && !plan.cols.ranges[t.col_segment].empty();
+}
+
+// patches[t, k] for pixels first..first+count-1 of the tile (row-major inside the tile).
+template <typename scalar_t>
+void gather_patches(const Plan& plan, const scalar_t* x, const Tile& tile, int64_t first, int64_t count,
+                    scalar_t* patches) {
+  const int64_t p = plan.patch, h = plan.rows.image, w = plan.cols.image, k_total = plan.patch_elements();
+  for (int64_t t = 0; t < count; ++t) {
+    const int64_t i = tile.row0 + (first + t) / tile.cols, j = tile.col0 + (first + t) % tile.cols;
+    scalar_t* row = patches + t * k_total;
+    for (int64_t c = 0; c < plan.channels; ++c) {
+      const scalar_t* plane = x + (tile.n * plan.channels + c) * h * w;
+      for (int64_t dy = 0; dy < p; ++dy) {
+        const scalar_t* line = plane + rff_patch::source(i, dy, p, h) * w;
+        for (int64_t dx = 0; dx < p; ++dx) row[rff_patch::patch_index(c, dy, dx, p)] = line[rff_patch::source(j, dx, p, w)];
+      }
+    }
+  }
+}
+
+at::Tensor rff_patch_features_cpu(const at::Tensor& x_in, const at::Tensor& weight_in, const at::Tensor& bias_in,
+                                  int64_t window, int64_t stride) {
+  const char* op = "rff_patch_features";
+  rff_patch::check_inputs(op, x_in, weight_in, bias_in, window, stride);
+  check_dtype(x_in, {at::kFloat, at::kDouble}, op, "x");
+  const auto x = x_in.contiguous();
+  const auto weight = weight_in.contiguous().view({weight_in.size(0), -1});  // [F, K]
+  const auto bias = bias_in.contiguous();
+  const Plan plan(x, weight_in, window, stride);
+  const int64_t f_total = plan.features, k_total = plan.patch_elements();
+  auto out = at::empty({plan.batch, f_total, plan.rows.windows, plan.cols.windows}, x.options());
+  if (out.numel() == 0) return out;
+
+  // Tile sums of z, [N, row segments, col segments, F]: a few times the pooled output.
+  auto sums = at::zeros({plan.batch, plan.rows.segments(), plan.cols.segments(), f_total}, x.options());
+  const int64_t tiles = sums.numel() / f_total;
+  const auto weight_t = weight.t();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rff_patch_features_cpu", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+      auto patches = at::empty({kTilePixels, k_total}, x.options());
+      auto z = at::empty({kTilePixels, f_total}, x.options());
+      const auto ones = at::ones({kTilePixels}, x.options());
+      for (int64_t index = begin; index < end; ++index) {
+        const Tile tile = tile_of(plan, index);
+        if (!pooled(plan, tile)) continue;
+        auto acc = sums.view({tiles, f_total}).select(0, index);
+        const int64_t pixels = tile.rows * tile.cols;
+        for (int64_t first = 0; first < pixels; first += kTilePixels) {
+          const int64_t count = std::min(kTilePixels, pixels - first);
+          gather_patches(plan, xp, tile, first, count, patches.data_ptr<scalar_t>());
+          auto zt = z.narrow(0, 0, count);
+          at::addmm_out(zt, bias, patches.narrow(0, 0, count), weight_t);
+          zt.cos_();
+          at::addmv_out(acc, acc, zt.t(), ones.narrow(0, 0, count));  // acc += column sums (BLAS gemv)
+        }
+      }
+    });
+
+    // out[n, f, a, b] = mean of the tile sums inside window (a, b).
+    const auto rows_of = plan.rows.window_segments(), cols_of = plan.cols.window_segments();
+    const scalar_t* sp = sums.data_ptr<scalar_t>();
+    scalar_t* outp = out.data_ptr<scalar_t>();
+    const int64_t pw = plan.cols.windows, hw = plan.rows.windows * pw, ncs = plan.cols.segments();
+    at::parallel_for(0, plan.batch * f_total, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t index = begin; index < end; ++index) {
+        const int64_t n = index / f_total, f = index % f_total;
+        const scalar_t* s = sp + n * plan.rows.segments() * ncs * f_total + f;
+        for (int64_t a = 0; a < plan.rows.windows; ++a)
+          for (int64_t b = 0; b < pw; ++b)
+            outp[index * hw + a * pw + b] = rff_patch::window_mean(s, ncs, f_total, rows_of[2 * a], rows_of[2 * a + 1],
+                                                                   cols_of[2 * b], cols_of[2 * b + 1], window);
+      }
+    });
+  });
+  return out;
+}
+
+at::Tensor rff_patch_features_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in,
+                                           const at::Tensor& weight_in, const at::Tensor& bias_in, int64_t window,
+                                           int64_t stride) {
+  const char* op = "rff_patch_features_backward";
+  rff_patch::check_inputs(op, x_in, weight_in, bias_in, window, stride);
+  check_dtype(x_in, {at::kFloat, at::kDouble}, op, "x");
+  check_rank(grad_in, 4, op, "grad", "[N, F, h', w']");
+  check_same(grad_in, x_in, op, "grad", "x");
+  const auto x = x_in.contiguous();
+  const auto weight = weight_in.contiguous().view({weight_in.size(0), -1});  // [F, K]
+  const auto bias = bias_in.contiguous();
+  const Plan plan(x, weight_in, window, stride);
+  TORCH_CHECK(grad_in.sizes() == at::IntArrayRef({plan.batch, plan.features, plan.rows.windows, plan.cols.windows}),
+              op, ": grad must be [N, F, h', w'] = [", plan.batch, ", ", plan.features, ", ", plan.rows.windows, ", ",
+              plan.cols.windows, "], got ", grad_in.sizes());
+  const auto grad = grad_in.contiguous();
+  auto dx = at::empty_like(x);
+  if (dx.numel() == 0) return dx;
+  if (grad.numel() == 0) return dx.zero_();
+  const int64_t f_total = plan.features, k_total = plan.patch_elements();
+  const int64_t map_h = plan.rows.map, map_w = plan.cols.map, p = plan.patch;
+  const int64_t tiles = plan.batch * plan.rows.segments() * plan.cols.segments();
+  // d loss / d patch element for every map pixel, [N, Ho Wo, K]: K/C times the input, and lets
+  // the final col2im gather each input pixel's sum without write conflicts.
+  auto dpatches = at::zeros({plan.batch, map_h * map_w, k_total}, x.options());
+  // MKL runs [T, F] x [F, K] about 1.6x faster when K is padded to a multiple of 16 (K = 27 for
+  // RGB 3x3 patches); the padding columns are zero and never copied out.
+  const int64_t k_padded = (k_total + 15) / 16 * 16;
+  auto weight_padded = at::zeros({f_total, k_padded}, x.options());
+  weight_padded.narrow(1, 0, k_total).copy_(weight);
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rff_patch_features_backward_cpu", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* gp = grad.data_ptr<scalar_t>();
+    const int64_t hw = plan.rows.windows * plan.cols.windows;
+    at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+      auto patches = at::empty({kTilePixels, k_total}, x.options());
+      auto u = at::empty({kTilePixels, f_total}, x.options());
+      auto dp = at::empty({kTilePixels, k_padded}, x.options());
+      auto pooled_grad = at::empty({f_total, 1}, x.options());
+      auto weight_scaled = at::empty({f_total, k_padded}, x.options());
+      scalar_t* g = pooled_grad.data_ptr<scalar_t>();
+      for (int64_t index = begin; index < end; ++index) {
+        const Tile tile = tile_of(plan, index);
+        if (!pooled(plan, tile)) continue;
+        // Every pixel of the tile gets d loss / d z_f = (its windows' grads) / W^2; dz/du = -sin(u).
+        const auto rr = plan.rows.ranges[tile.row_segment], cr = plan.cols.ranges[tile.col_segment];
+        for (int64_t f = 0; f < f_total; ++f)
+          g[f] = -rff_patch::tile_gradient(gp + (tile.n * f_total + f) * hw, plan.cols.windows, rr, cr, window);
+        // The tile's pixels share g, so (sin(U) * g) W = sin(U) (g * W): scale the small weight once.
+        at::mul_out(weight_scaled, weight_padded, pooled_grad);
+        const int64_t pixels = tile.rows * tile.cols;
+        for (int64_t first = 0; first < pixels; first += kTilePixels) {
+          const int64_t count = std::min(kTilePixels, pixels - first);
+          gather_patches(plan, xp, tile, first, count, patches.data_ptr<scalar_t>());
+          auto ut = u.narrow(0, 0, count);
+          at::addmm_out(ut, bias, patches.narrow(0, 0, count), weight.t());
+          ut.sin_();
+          auto dpt = dp.narrow(0, 0, count);
+          at::mm_out(dpt, ut, weight_scaled);
+          const scalar_t* d = dp.data_ptr<scalar_t>();
+          scalar_t* dst = dpatches.data_ptr<scalar_t>() + tile.n * map_h * map_w * k_total;
+          for (int64_t t = 0; t < count; ++t) {
+            const int64_t i = tile.row0 + (first + t) / tile.cols, j = tile.col0 + (first + t) % tile.cols;
+            std::copy(d + t * k_padded, d + t * k_padded + k_total, dst + (i * map_w + j) * k_total);
+          }
+        }
+      }
+    });
+
+    // col2im with reflection, as a gather: no two tasks write the same input pixel.
+    const int64_t h = plan.rows.image, w = plan.cols.image, c_total = plan.channels;
+    const scalar_t* dpp = dpatches.data_ptr<scalar_t>();
+    scalar_t* dxp = dx.data_ptr<scalar_t>();
+    at::parallel_for(0, plan.batch * c_total * h, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t index = begin; index < end; ++index) {
+        const int64_t y = index % h, c = (index / h) % c_total, n = index / (h * c_total);
+        const scalar_t* base = dpp + n * map_h * map_w * k_total;
+        for (int64_t xx = 0; xx < w; ++xx)
+          dxp[index * w + xx] = rff_patch::input_gradient(base, c, y, xx, p, h, w, map_h, map_w, k_total);
+      }
+    });
+  });
+  return dx;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(perceptual_ext, CPU, m) {
+  m.impl("rff_patch_features", &rff_patch_features_cpu);
+  m.impl("rff_patch_features_backward", &rff_patch_features_backward_cpu);
+}
+
+}  // namespace perceptual_ext
