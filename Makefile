@@ -6,9 +6,9 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
-PY := $(VENV)/bin/python
+PY := $(abspath $(VENV))/bin/python
 CUDA_VENV ?= .venv-cuda
-CUDA_PY := $(CURDIR)/$(CUDA_VENV)/bin/python
+CUDA_PY := $(abspath $(CUDA_VENV))/bin/python
 TORCH_CPU ?= torch==2.13.0
 TORCH_CUDA ?= torch==2.14.1
 JOBS ?= 2
@@ -43,9 +43,10 @@ pytest: build
 	$(PY) -m pytest
 
 ctest: $(STAMP)
-	$(VENV)/bin/cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')" > build/cmake.log 2>&1 || { cat build/cmake.log; exit 1; }
-	$(VENV)/bin/cmake --build build/cmake -j$(JOBS) >> build/cmake.log 2>&1 || { tail -50 build/cmake.log; exit 1; }
-	cd build/cmake && $(CURDIR)/$(VENV)/bin/ctest --output-on-failure
+	mkdir -p build
+	$(abspath $(VENV))/bin/cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')" > build/cmake.log 2>&1 || { cat build/cmake.log; exit 1; }
+	$(abspath $(VENV))/bin/cmake --build build/cmake -j$(JOBS) >> build/cmake.log 2>&1 || { tail -50 build/cmake.log; exit 1; }
+	cd build/cmake && $(abspath $(VENV))/bin/ctest --output-on-failure
 
 test: pytest ctest
 
