@@ -7,4 +7,12 @@ TORCH_LIBRARY(perceptual_ext, m) {
   m.def("gram(Tensor features, bool normalize) -> Tensor");
   // grad [N, C, C], features [N, C, L] -> [N, C, L]
   m.def("gram_backward(Tensor grad, Tensor features, bool normalize) -> Tensor");
+
+  // S-CNN (fused): x [N, C_in, H, W], first_weight [C, C_in, P, P], first_bias [C], weights [D, C, C],
+  // biases [D, C] -> (pooled [N, C, h', w'], ReLU masks [N, D+1, Hc*Wc, ceil(C/32)] int32 or [0])
+  m.def("scnn_features(Tensor x, Tensor first_weight, Tensor first_bias, Tensor weights, Tensor biases, "
+        "int window, int stride, bool patch_norm, bool save_masks) -> (Tensor, Tensor)");
+  // grad [N, C, h', w'] -> d x [N, C_in, H, W]
+  m.def("scnn_features_backward(Tensor grad, Tensor x, Tensor first_weight, Tensor weights, Tensor masks, "
+        "int window, int stride, bool patch_norm) -> Tensor");
 }

@@ -5,5 +5,6 @@ autograd and fake (meta) kernels are registered beside it so the ops work with
 ``torch.autograd``, ``torch.compile`` and ``torch.library.opcheck``.
 """
 from .gram import gram
+from .scnn import scnn_features
 
-__all__ = ["gram"]
+__all__ = ["gram", "scnn_features"]
