@@ -76,20 +76,23 @@ def test_backward_matches_composition(device, patch_norm):
 
 @pytest.mark.parametrize("patch_norm", [False, True])
 def test_gradcheck(device, patch_norm):
-    x = torch.rand(2, 2, 11, 10, dtype=torch.float64, device=device, requires_grad=True)
+    x = torch.rand(1, 2, 9, 8, dtype=torch.float64, device=device, requires_grad=True)
     params = make_weights(2, 6, 2, device=device)
-    assert torch.autograd.gradcheck(lambda t: scnn_features(t, *params, window=6, stride=4, patch_norm=patch_norm),
-                                    (x,))
+    # Full Jacobian without patch norm; the patch-norm case adds only a per-patch map (unit-tested in
+    # tests/cpp/common_scnn.cpp), checked here in fast mode to keep the file quick.
+    assert torch.autograd.gradcheck(lambda t: scnn_features(t, *params, window=6, stride=2, patch_norm=patch_norm),
+                                    (x,), fast_mode=patch_norm)
 
 
 def test_opcheck(device):
     params = make_weights(3, 12, 2, device=device)
-    for shape, save_masks in [((2, 3, 12, 13), True), ((1, 3, 9, 9), False), ((0, 3, 9, 9), True)]:
+    cases = [((2, 3, 12, 13), True, False), ((1, 3, 9, 9), True, True), ((1, 3, 9, 9), False, False),
+             ((0, 3, 9, 9), True, False)]
+    for shape, save_masks, patch_norm in cases:
         # Without masks there is no backward: x then does not require grad.
         x = torch.rand(shape, dtype=torch.float64, device=device, requires_grad=save_masks)
-        for patch_norm in (False, True):
-            torch.library.opcheck(torch.ops.perceptual_ext.scnn_features.default,
-                                  (x, *params, 8, 3, patch_norm, save_masks))
+        torch.library.opcheck(torch.ops.perceptual_ext.scnn_features.default,
+                              (x, *params, 8, 3, patch_norm, save_masks))
     x = torch.rand(2, 3, 12, 13, dtype=torch.float64, device=device)
     _, masks = torch.ops.perceptual_ext.scnn_features(x, *params, 8, 3, False, True)
     grad = torch.randn(2, 12, 2, 2, dtype=torch.float64, device=device)

@@ -18,7 +18,10 @@ namespace {
 // 512K activations (2 MiB in float32) per [t, C] buffer: 512-pixel tiles at C = 1024, GEMMs
 // large enough for BLAS to run at full speed while the working set stays in L2/L3.
 constexpr int64_t kTileElements = 512 * 1024;
-constexpr int64_t kGrainPixels = 16;
+// Elementwise passes go parallel only above ~32K element operations per task: waking the thread
+// pool costs more than a small pass (and far more on a loaded machine).
+constexpr int64_t kMinTaskWork = 32 * 1024;
+int64_t grain(int64_t work_per_item) { return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, work_per_item)); }
 
 struct CpuKernels {
   static void im2col(const at::Tensor& image, at::Tensor& cols, const scnn::Geometry& g, int64_t p0,
@@ -27,7 +30,7 @@ struct CpuKernels {
       const scalar_t* src = image.data_ptr<scalar_t>();
       scalar_t* dst = cols.data_ptr<scalar_t>();
       const int64_t length = g.column_length();
-      at::parallel_for(0, cols.size(0), kGrainPixels, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, cols.size(0), grain(length), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           const int64_t p = p0 + i;
           scalar_t* column = dst + i * length;
@@ -49,7 +52,7 @@ struct CpuKernels {
       }
       const int64_t words = scnn::mask_words(channels);
       uint32_t* bits = reinterpret_cast<uint32_t*>(mask.data_ptr<int32_t>());
-      at::parallel_for(0, act.size(0), kGrainPixels, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, act.size(0), grain(channels), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i)
           for (int64_t w = 0; w < words; ++w) {
             const int64_t c0 = w * scnn::kMaskBits;
@@ -64,7 +67,7 @@ struct CpuKernels {
       scalar_t* d = grad.data_ptr<scalar_t>();
       const int64_t channels = grad.size(1), words = scnn::mask_words(channels);
       const uint32_t* bits = reinterpret_cast<const uint32_t*>(mask.data_ptr<int32_t>());
-      at::parallel_for(0, grad.size(0), kGrainPixels, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, grad.size(0), grain(channels), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i)
           for (int64_t w = 0; w < words; ++w) {
             const int64_t c0 = w * scnn::kMaskBits;
@@ -86,7 +89,7 @@ struct CpuKernels {
       const scalar_t* a = act.data_ptr<scalar_t>();
       double* out = acc.data_ptr<double>();
       const int64_t windows = (i_last - i_first + 1) * g.pooled_w;
-      at::parallel_for(0, windows, 1, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, windows, grain(g.window * g.window * channels / g.stride), [&](int64_t begin, int64_t end) {
         for (int64_t k = begin; k < end; ++k) {
           const int64_t i = i_first + k / g.pooled_w, j = k % g.pooled_w;
           double* o = out + (i * g.pooled_w + j) * channels;
@@ -108,7 +111,7 @@ struct CpuKernels {
       const scalar_t* src = pooled_grad.data_ptr<scalar_t>();
       scalar_t* d = grad.data_ptr<scalar_t>();
       const int64_t channels = g.channels;
-      at::parallel_for(0, grad.size(0), kGrainPixels, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, grad.size(0), grain(4 * channels), [&](int64_t begin, int64_t end) {
         for (int64_t k = begin; k < end; ++k) {
           const int64_t p = p0 + k, y = p / g.covered_w, x = p % g.covered_w;
           scalar_t* out = d + k * channels;
@@ -131,7 +134,7 @@ struct CpuKernels {
       const scalar_t* src = image.data_ptr<scalar_t>();
       scalar_t* d = dcols.data_ptr<scalar_t>();
       const int64_t length = g.column_length();
-      at::parallel_for(0, dcols.size(0), kGrainPixels, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, dcols.size(0), grain(4 * length), [&](int64_t begin, int64_t end) {
         std::vector<scalar_t> raw(length);
         for (int64_t i = begin; i < end; ++i) {
           const int64_t p = p0 + i;
@@ -153,7 +156,7 @@ struct CpuKernels {
     AT_DISPATCH_FLOATING_TYPES(dcols.scalar_type(), "scnn_col2im_cpu", [&] {
       const scalar_t* d = dcols.data_ptr<scalar_t>();
       scalar_t* dst = dimage.data_ptr<scalar_t>();
-      at::parallel_for(0, g.in_channels * rows, 1, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, g.in_channels * rows, grain(x_end * g.patch * g.patch), [&](int64_t begin, int64_t end) {
         for (int64_t k = begin; k < end; ++k) {
           const int64_t c = k / rows, yy = y_begin + k % rows;
           scalar_t* row = dst + (c * g.height + yy) * g.width;
