@@ -60,17 +60,28 @@ inline Geometry check_and_describe(const at::Tensor& x, const at::Tensor& first_
   return g;
 }
 
-// Pixels per tile: about `tile_elements` activations per [t, C] buffer, at most the image.
-inline int64_t tile_pixels(const Geometry& g, int64_t tile_elements) {
-  const int64_t t = std::max<int64_t>(1, tile_elements / std::max<int64_t>(1, g.channels));
-  return std::max<int64_t>(1, std::min(t, g.covered_pixels()));
+// Pixels per tile: equal tiles (no tiny remainder tile, whose fixed costs are wasted) of at most
+// `max_elements` activations per [t, C] buffer, and at least `min_tiles` of them unless a tile
+// would drop below `min_elements` (bigger GEMMs run faster; several tiles keep a small image's
+// peak memory a small fraction of the composition's).
+struct TileSize {
+  int64_t min_elements;
+  int64_t max_elements;
+  int64_t min_tiles;
+};
+
+inline int64_t tile_pixels(const Geometry& g, TileSize size) {
+  const int64_t c = std::max<int64_t>(1, g.channels), pixels = std::max<int64_t>(1, g.covered_pixels());
+  const int64_t lo = std::max<int64_t>(1, size.min_elements / c), hi = std::max<int64_t>(lo, size.max_elements / c);
+  const int64_t tiles = std::max((pixels + hi - 1) / hi, std::min(size.min_tiles, (pixels + lo - 1) / lo));
+  return (pixels + tiles - 1) / tiles;
 }
 
 template <class Kernels>
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x_in, const at::Tensor& first_weight,
                                            const at::Tensor& first_bias, const at::Tensor& weights_in,
                                            const at::Tensor& biases, int64_t window, int64_t stride,
-                                           bool patch_norm, bool save_masks, int64_t tile_elements) {
+                                           bool patch_norm, bool save_masks, TileSize tile_size) {
   const char* op = "scnn_features";
   const Geometry g = check_and_describe(x_in, first_weight, weights_in, window, stride, op);
   check_same(x_in, first_bias, op, "x", "first_bias");
@@ -88,7 +99,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x_in, const at::Ten
   auto masks = save_masks ? at::empty({g.batch, g.depth + 1, g.covered_pixels(), g.words()}, options.dtype(at::kInt))
                           : at::empty({0}, options.dtype(at::kInt));
   if (g.batch > 0 && g.channels > 0) {
-    const int64_t tile = tile_pixels(g, tile_elements);
+    const int64_t tile = tile_pixels(g, tile_size);
     auto cols = at::empty({tile, g.column_length()}, options);
     auto act = at::empty({tile, g.channels}, options);
     auto next = at::empty({tile, g.channels}, options);
@@ -123,7 +134,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x_in, const at::Ten
 template <class Kernels>
 at::Tensor backward(const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& first_weight,
                     const at::Tensor& weights_in, const at::Tensor& masks, int64_t window, int64_t stride,
-                    bool patch_norm, int64_t tile_elements) {
+                    bool patch_norm, TileSize tile_size) {
   const char* op = "scnn_features_backward";
   const Geometry g = check_and_describe(x_in, first_weight, weights_in, window, stride, op);
   check_same(x_in, grad, op, "x", "grad");
@@ -147,7 +158,7 @@ at::Tensor backward(const at::Tensor& grad, const at::Tensor& x_in, const at::Te
   // Pixel-major window gradients, the 1/W^2 of the average folded in once.
   const auto pooled_grad =
       (grad.permute({0, 2, 3, 1}) * (1.0 / static_cast<double>(window * window))).to(x.scalar_type()).contiguous();
-  const int64_t tile = tile_pixels(g, tile_elements);
+  const int64_t tile = tile_pixels(g, tile_size);
   const auto options = x.options();
   auto dcols = at::empty({tile, g.column_length()}, options);
   auto dact = at::empty({tile, g.channels}, options);

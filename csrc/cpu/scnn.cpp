@@ -15,9 +15,10 @@
 namespace perceptual_ext {
 namespace {
 
-// 512K activations (2 MiB in float32) per [t, C] buffer: 512-pixel tiles at C = 1024, GEMMs
-// large enough for BLAS to run at full speed while the working set stays in L2/L3.
-constexpr int64_t kTileElements = 512 * 1024;
+// 512K..2M activations (2..8 MiB in float32) per [t, C] buffer: 512..2048-pixel tiles at C = 1024,
+// GEMMs large enough for BLAS to run near full speed; at least 5 tiles per image (a 64x64 image's
+// peak memory is then < 1/10 of the composition's).
+constexpr scnn::TileSize kTileSize{512 * 1024, 2 * 1024 * 1024, 5};
 // Elementwise passes go parallel only above ~32K element operations per task: waking the thread
 // pool costs more than a small pass (and far more on a loaded machine).
 constexpr int64_t kMinTaskWork = 32 * 1024;
@@ -177,7 +178,7 @@ std::tuple<at::Tensor, at::Tensor> scnn_features_cpu(const at::Tensor& x, const 
                                                      bool patch_norm, bool save_masks) {
   check_dtype_cpu(x, "scnn_features");
   return scnn::forward<CpuKernels>(x, first_weight, first_bias, weights, biases, window, stride, patch_norm,
-                                   save_masks, kTileElements);
+                                   save_masks, kTileSize);
 }
 
 at::Tensor scnn_features_backward_cpu(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& first_weight,
@@ -185,7 +186,7 @@ at::Tensor scnn_features_backward_cpu(const at::Tensor& grad, const at::Tensor& 
                                       int64_t stride, bool patch_norm) {
   check_dtype_cpu(x, "scnn_features_backward");
   return scnn::backward<CpuKernels>(grad, x, first_weight, weights, masks, window, stride, patch_norm,
-                                    kTileElements);
+                                    kTileSize);
 }
 
 }  // namespace

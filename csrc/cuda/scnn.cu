@@ -17,9 +17,9 @@
 namespace perceptual_ext {
 namespace {
 
-// 16M activations (64 MiB in float32) per [t, C] buffer: 16384-pixel tiles at C = 1024, GEMMs of
-// 34 GFLOP that keep the GPU busy, while the buffers stay far below the composition's maps.
-constexpr int64_t kTileElements = 16 * 1024 * 1024;
+// Up to 16M activations (64 MiB in float32) per [t, C] buffer: 16384-pixel tiles at C = 1024, GEMMs
+// of 34 GFLOP that keep the GPU busy, while the buffers stay far below the composition's maps.
+constexpr scnn::TileSize kTileSize{4 * 1024 * 1024, 16 * 1024 * 1024, 1};
 constexpr int kThreads = 256;
 
 int blocks_for(int64_t total) {
@@ -216,7 +216,7 @@ std::tuple<at::Tensor, at::Tensor> scnn_features_cuda(const at::Tensor& x, const
   check_dtype_cuda(x, "scnn_features");
   const c10::cuda::CUDAGuard guard(x.device());
   return scnn::forward<CudaKernels>(x, first_weight, first_bias, weights, biases, window, stride, patch_norm,
-                                    save_masks, kTileElements);
+                                    save_masks, kTileSize);
 }
 
 at::Tensor scnn_features_backward_cuda(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& first_weight,
@@ -225,7 +225,7 @@ at::Tensor scnn_features_backward_cuda(const at::Tensor& grad, const at::Tensor&
   check_dtype_cuda(x, "scnn_features_backward");
   const c10::cuda::CUDAGuard guard(x.device());
   return scnn::backward<CudaKernels>(grad, x, first_weight, weights, masks, window, stride, patch_norm,
-                                     kTileElements);
+                                     kTileSize);
 }
 
 }  // namespace
