@@ -14,4 +14,12 @@ TORCH_LIBRARY(perceptual_ext, m) {
   // grad [N, F, h', w'] -> d x [N, C, H, W] (weight and bias are fixed random features)
   m.def("rff_patch_features_backward(Tensor grad, Tensor x, Tensor weight, Tensor bias, int window, "
         "int stride) -> Tensor");
+
+  // S-CNN (fused): x [N, C_in, H, W], first_weight [C, C_in, P, P], first_bias [C], weights [D, C, C],
+  // biases [D, C] -> (pooled [N, C, h', w'], ReLU masks [N, D+1, Hc*Wc, ceil(C/32)] int32 or [0])
+  m.def("scnn_features(Tensor x, Tensor first_weight, Tensor first_bias, Tensor weights, Tensor biases, "
+        "int window, int stride, bool patch_norm, bool save_masks) -> (Tensor, Tensor)");
+  // grad [N, C, h', w'] -> d x [N, C_in, H, W]
+  m.def("scnn_features_backward(Tensor grad, Tensor x, Tensor first_weight, Tensor weights, Tensor masks, "
+        "int window, int stride, bool patch_norm) -> Tensor");
 }

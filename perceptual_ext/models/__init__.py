@@ -1,4 +1,6 @@
-"""Networks: fixed feature extractors (re-exported) and trainable image transformation networks."""
+"""Networks: the fixed feature extractors of :mod:`perceptual_ext.features`, re-exported here
+beside the trainable image transformation networks."""
+from ..features import SCNN, VGG16Features
 from .transform import MODELS, SRCNN, StyleTransformNet, SuperResolutionNet, build_model
 
-__all__ = ["MODELS", "SRCNN", "StyleTransformNet", "SuperResolutionNet", "build_model"]
+__all__ = ["MODELS", "SCNN", "SRCNN", "StyleTransformNet", "SuperResolutionNet", "VGG16Features", "build_model"]

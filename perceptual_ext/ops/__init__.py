@@ -6,5 +6,6 @@ autograd and fake (meta) kernels are registered beside it so the ops work with
 """
 from .gram import gram
 from .rff_patch import rff_patch_features
+from .scnn import scnn_features
 
-__all__ = ["gram", "rff_patch_features"]
+__all__ = ["gram", "rff_patch_features", "scnn_features"]

@@ -1,0 +1,79 @@
+"""S-CNN (C=1024, D=6, P=3, W=32, S=16) fwd+bwd w.r.t. the image: fused op vs the nn.Sequential
+composition (conv, 1x1 convs, ReLU, AvgPool2d) with the same frozen weights.
+
+Targets (CPU): fused >= 0.9x the composition's speed with <= 1/10 of its peak memory at 64², 128²,
+256²; at 512² the fused op alone (the composition needs ~15 GiB there) under 1 GiB peak.
+The forward-only group prices the alternative backward that recomputes each tile instead of
+keeping the ReLU bit masks: recompute costs one more forward per backward.
+"""
+import pytest
+import torch
+from torch import nn
+
+from benchmarks._memory import peak_memory_mib
+from benchmarks.conftest import DEVICES, sync
+from perceptual_ext.features import SCNN
+
+CHANNELS, DEPTH = 1024, 6
+SIZES = [64, 128, 256]
+
+
+def composition_of(net: SCNN) -> nn.Sequential:
+    """The plain network the fused op replaces, sharing the SCNN's weights (frozen)."""
+    c, c_in, p, _ = net.first_weight.shape
+    layers = [nn.Conv2d(c_in, c, p, padding=p // 2), nn.ReLU()]
+    layers[0].weight.data, layers[0].bias.data = net.first_weight, net.first_bias
+    for w, b in zip(net.weights, net.biases):
+        conv = nn.Conv2d(c, c, 1)
+        conv.weight.data, conv.bias.data = w[:, :, None, None], b
+        layers += [conv, nn.ReLU()]
+    layers.append(nn.AvgPool2d(net.window, net.stride))
+    seq = nn.Sequential(*layers)
+    seq.requires_grad_(False)
+    return seq
+
+
+def workload(impl: str, size: int, device: str = "cpu", backward: bool = True):
+    """Inputs allocated once; the returned callable runs forward (+ backward w.r.t. the image)."""
+    net = SCNN(channels=CHANNELS, depth=DEPTH).to(device)
+    fn = net if impl == "fused" else composition_of(net).to(device)
+    x = (2 * torch.rand(1, 3, size, size, device=device) - 1).requires_grad_(backward)
+    forward = (lambda t: fn((t + 1) / 2)) if impl == "fused" else fn  # SCNN maps [0, 1] -> [-1, 1]
+
+    def run():
+        with torch.set_grad_enabled(backward):
+            out = forward(x)
+            if backward:
+                out.square().sum().backward()
+        sync(device)
+        x.grad = None  # released inside the run, so the memory probe sees it as peak growth
+
+    return run
+
+
+def _bench(benchmark, impl, size, device, backward, rounds):
+    benchmark.extra_info["impl"] = impl
+    benchmark.extra_info["peak_mib"] = peak_memory_mib("benchmarks.bench_scnn:workload", impl=impl, size=size,
+                                                       device=device, backward=backward)
+    benchmark.pedantic(workload(impl, size, device, backward), warmup_rounds=1, rounds=rounds, iterations=1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s}x{s}")
+@pytest.mark.parametrize("impl", ["fused", "composition"])
+def test_scnn_fwd_bwd(benchmark, impl, size, device):
+    benchmark.group = f"scnn fwd+bwd {device} C{CHANNELS}·D{DEPTH}·{size}²"
+    _bench(benchmark, impl, size, device, True, rounds=3 if size < 256 else 2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_scnn_fwd_bwd_512_fused(benchmark, device):
+    benchmark.group = f"scnn fwd+bwd {device} C{CHANNELS}·D{DEPTH}·512² (fused only)"
+    _bench(benchmark, "fused", 512, device, True, rounds=1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("impl", ["fused", "composition"])
+def test_scnn_forward(benchmark, impl, device):
+    benchmark.group = f"scnn forward {device} C{CHANNELS}·D{DEPTH}·128²"
+    _bench(benchmark, impl, 128, device, False, rounds=3)
