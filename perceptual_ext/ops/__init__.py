@@ -5,5 +5,6 @@ autograd and fake (meta) kernels are registered beside it so the ops work with
 ``torch.autograd``, ``torch.compile`` and ``torch.library.opcheck``.
 """
 from .gram import gram
+from .match_template import METHODS, find_peaks, match_template
 
-__all__ = ["gram"]
+__all__ = ["METHODS", "find_peaks", "gram", "match_template"]
