@@ -39,6 +39,8 @@ struct DeviceKernels {
   at::Tensor (*partials)(const at::Tensor& grad, const at::Tensor& cross, const at::Tensor& sat1,
                          const at::Tensor& sat2, const at::Tensor& templ_stats, const at::Tensor& rho, Method method,
                          int64_t h, int64_t w, at::Tensor& d_cross, at::Tensor& d_window);
+  // Summed-area tables of the window statistics the method needs (see window_tables).
+  void (*tables)(const at::Tensor& image, Method method, at::Tensor& sat1, at::Tensor& sat2);
   int64_t lanes;  // vector width of the direct kernel's inner loop (cost model)
 };
 
@@ -142,10 +144,16 @@ struct Tables {
   at::Tensor sat2;  // [N, 1, H+1, W+1] or undefined
 };
 
-inline Tables window_tables(const at::Tensor& image, Method method) {
+// sat1: tables of every channel (when the method needs S1_c); sat2: table of sum_c f_c^2 (when it
+// needs S2). As ATen ops, for devices without a fused kernel of their own.
+inline void window_tables_composed(const at::Tensor& image, Method method, at::Tensor& sat1, at::Tensor& sat2) {
+  if (needs_sum(method)) sat1 = summed_area_table(image);
+  if (needs_energy(method)) sat2 = summed_area_table(image.to(at::kDouble).square().sum(1, /*keepdim=*/true));
+}
+
+inline Tables window_tables(const at::Tensor& image, Method method, const DeviceKernels& k) {
   Tables t;
-  if (needs_sum(method)) t.sat1 = summed_area_table(image);
-  if (needs_energy(method)) t.sat2 = summed_area_table(image.to(at::kDouble).square().sum(1, /*keepdim=*/true));
+  k.tables(image, method, t.sat1, t.sat2);
   return t;
 }
 
@@ -157,7 +165,7 @@ inline at::Tensor forward(const at::Tensor& image_in, const at::Tensor& templ_in
   const auto prepared = prepare_template(templ_in, method);
   auto out = xcorr(image, prepared.used, k);
   if (out.numel() == 0) return out;
-  const auto tables = window_tables(image, method);
+  const auto tables = window_tables(image, method, k);
   k.epilogue(out, tables.sat1, tables.sat2, prepared.stats, prepared.rho, method, h, w);
   return out;
 }
@@ -180,7 +188,7 @@ inline std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, co
 
   const auto prepared = prepare_template(templ_in, method);
   const auto cross = xcorr(image, prepared.used, k);
-  const auto tables = window_tables(image, method);
+  const auto tables = window_tables(image, method, k);
   auto d_cross = at::empty_like(cross);
   auto d_window = at::empty({n, 1, oh, ow}, image.options().dtype(at::kDouble));
   const auto d_templ = k.partials(grad, cross, tables.sat1, tables.sat2, prepared.stats, prepared.rho, method, h, w,

@@ -1,6 +1,14 @@
 // Template matching, CPU: a register-blocked direct correlation (several templates x several
 // vectors of output columns per inner loop, at::vec FMAs) for small templates, the FFT path of
 // common/match_template_plan.h for large ones, and per-row epilogue/partials over SAT statistics.
+// at::vec picks its SIMD implementation from CPU_CAPABILITY_* macros, which ATen sets only for its
+// own per-ISA builds: select the one this translation unit is compiled for (-march=native), or
+// the portable generic one.
+#if !defined(CPU_CAPABILITY) && defined(__AVX2__) && defined(__FMA__)
+#define CPU_CAPABILITY AVX2
+#define CPU_CAPABILITY_AVX2
+#endif
+
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -104,32 +112,55 @@ at::Tensor direct_xcorr_cpu(const at::Tensor& input, const at::Tensor& weight) {
   return out;
 }
 
-// Window statistics of every column of output row (n, y), into `stats` and (per channel) `s1`.
+// Window statistics of a whole output row (n, y): S1_c per column into s1[c * out_w + x] and
+// the WindowStats of every column, in loops over x that the compiler vectorizes.
 struct RowStatistics {
   const double* sat1;  // [N, C, H+1, W+1] or nullptr
   const double* sat2;  // [N, 1, H+1, W+1] or nullptr
-  int64_t channels, stride, plane, h, w;
+  int64_t channels, stride, plane, h, w, out_w;
 
-  match::WindowStats at(int64_t n, int64_t y, int64_t x, double* s1) const {
-    match::WindowAccumulator acc;
+  void row(int64_t n, int64_t y, double* s1, double* sum_sq, double* sum_tol, match::WindowStats* out) const {
     const double inv_m = 1.0 / static_cast<double>(h * w);
+    std::fill(sum_sq, sum_sq + out_w, 0.0);
+    std::fill(sum_tol, sum_tol + out_w, 0.0);
     if (sat1 != nullptr) {
       for (int64_t c = 0; c < channels; ++c) {
         const double* t = sat1 + (n * channels + c) * plane;
-        s1[c] = match::box_sum(t, stride, y, x, h, w);
-        acc.add_channel(s1[c], match::box_magnitude(t, stride, y, x, h, w), inv_m);
+        double* s = s1 + c * out_w;
+        for (int64_t x = 0; x < out_w; ++x) {
+          s[x] = match::box_sum(t, stride, y, x, h, w);
+          match::WindowAccumulator acc{sum_sq[x], sum_tol[x]};
+          acc.add_channel(s[x], match::box_magnitude(t, stride, y, x, h, w), inv_m);
+          sum_sq[x] = acc.sum_sq_over_m;
+          sum_tol[x] = acc.sum_tol;
+        }
       }
     }
-    if (sat2 == nullptr) return acc.finish(0.0, 0.0);
-    const double* t = sat2 + n * plane;
-    return acc.finish(match::box_sum(t, stride, y, x, h, w), match::box_magnitude(t, stride, y, x, h, w));
+    const double* t = sat2 != nullptr ? sat2 + n * plane : nullptr;
+    for (int64_t x = 0; x < out_w; ++x) {
+      const match::WindowAccumulator acc{sum_sq[x], sum_tol[x]};
+      out[x] = t != nullptr ? acc.finish(match::box_sum(t, stride, y, x, h, w), match::box_magnitude(t, stride, y, x, h, w))
+                            : acc.finish(0.0, 0.0);
+    }
   }
 };
 
-RowStatistics row_statistics(const at::Tensor& sat1, const at::Tensor& sat2, int64_t channels, int64_t h, int64_t w) {
+// Per-task scratch for one output row.
+struct RowScratch {
+  std::vector<double> s1, sum_sq, sum_tol;
+  std::vector<match::WindowStats> stats;
+  RowScratch(int64_t channels, int64_t out_w)
+      : s1(std::max<int64_t>(channels, 1) * out_w), sum_sq(out_w), sum_tol(out_w), stats(out_w) {}
+  void fill(const RowStatistics& r, int64_t n, int64_t y) {
+    r.row(n, y, s1.data(), sum_sq.data(), sum_tol.data(), stats.data());
+  }
+};
+
+RowStatistics row_statistics(const at::Tensor& sat1, const at::Tensor& sat2, int64_t channels, int64_t h, int64_t w,
+                             int64_t out_w) {
   const at::Tensor& any = sat1.defined() ? sat1 : sat2;
   RowStatistics r{sat1.defined() ? sat1.data_ptr<double>() : nullptr, sat2.defined() ? sat2.data_ptr<double>() : nullptr,
-                  channels, 0, 0, h, w};
+                  channels, 0, 0, h, w, out_w};
   if (any.defined()) {
     r.stride = any.size(3);
     r.plane = any.size(2) * any.size(3);
@@ -145,9 +176,11 @@ std::vector<match::TemplateStats> template_stats(const at::Tensor& stats) {
   return out;
 }
 
-double restored_cross(double x, const double* rho_k, const double* s1, int64_t channels, bool centred) {
+// X plus the rounding residue of the centred template times S1_c (s1 strided by out_w).
+inline double restored_cross(double x, const double* rho_k, const double* s1, int64_t s1_stride, int64_t channels,
+                             bool centred) {
   if (!centred) return x;
-  for (int64_t c = 0; c < channels; ++c) x += rho_k[c] * s1[c];
+  for (int64_t c = 0; c < channels; ++c) x += rho_k[c] * s1[c * s1_stride];
   return x;
 }
 
@@ -156,7 +189,7 @@ void epilogue_cpu(at::Tensor& cross, const at::Tensor& sat1, const at::Tensor& s
   if (method == Method::kCorr) return;
   const int64_t n = cross.size(0), kk = cross.size(1), out_h = cross.size(2), out_w = cross.size(3);
   const int64_t channels = rho.size(1);
-  const auto stats = row_statistics(sat1, sat2, channels, h, w);
+  const auto stats = row_statistics(sat1, sat2, channels, h, w, out_w);
   const auto tstats = template_stats(templ_stats);
   const auto rho_c = rho.contiguous();
   const double* rho_p = rho_c.data_ptr<double>();
@@ -164,15 +197,18 @@ void epilogue_cpu(at::Tensor& cross, const at::Tensor& sat1, const at::Tensor& s
   AT_DISPATCH_FLOATING_TYPES(cross.scalar_type(), "match_template_epilogue_cpu", [&] {
     scalar_t* out = cross.data_ptr<scalar_t>();
     at::parallel_for(0, n * out_h, 4, [&](int64_t begin, int64_t end) {
-      std::vector<double> s1(channels);
+      RowScratch scratch(channels, out_w);
       for (int64_t r = begin; r < end; ++r) {
         const int64_t nn = r / out_h, y = r % out_h;
-        for (int64_t x = 0; x < out_w; ++x) {
-          const auto f = stats.at(nn, y, x, s1.data());
-          for (int64_t k = 0; k < kk; ++k) {
-            scalar_t& v = out[((nn * kk + k) * out_h + y) * out_w + x];
-            const double xc = restored_cross(static_cast<double>(v), rho_p + k * channels, s1.data(), channels, centred);
-            v = static_cast<scalar_t>(match::score(method, xc, f, tstats[k]));
+        scratch.fill(stats, nn, y);
+        for (int64_t k = 0; k < kk; ++k) {
+          scalar_t* v = out + ((nn * kk + k) * out_h + y) * out_w;
+          const double* rho_k = rho_p + k * channels;
+          const match::TemplateStats g = tstats[k];
+          for (int64_t x = 0; x < out_w; ++x) {
+            const double xc =
+                restored_cross(static_cast<double>(v[x]), rho_k, scratch.s1.data() + x, out_w, channels, centred);
+            v[x] = static_cast<scalar_t>(match::score(method, xc, scratch.stats[x], g));
           }
         }
       }
@@ -185,7 +221,7 @@ at::Tensor partials_cpu(const at::Tensor& grad, const at::Tensor& cross, const a
                         at::Tensor& d_cross, at::Tensor& d_window) {
   const int64_t n = cross.size(0), kk = cross.size(1), out_h = cross.size(2), out_w = cross.size(3);
   const int64_t channels = rho.size(1);
-  const auto stats = row_statistics(sat1, sat2, channels, h, w);
+  const auto stats = row_statistics(sat1, sat2, channels, h, w, out_w);
   const auto tstats = template_stats(templ_stats);
   const auto rho_c = rho.contiguous();
   const double* rho_p = rho_c.data_ptr<double>();
@@ -198,16 +234,17 @@ at::Tensor partials_cpu(const at::Tensor& grad, const at::Tensor& cross, const a
     const scalar_t* g_p = grad.data_ptr<scalar_t>();
     scalar_t* dx = d_cross.data_ptr<scalar_t>();
     at::parallel_for(0, n * out_h, 4, [&](int64_t begin, int64_t end) {
-      std::vector<double> s1(channels);
+      RowScratch scratch(channels, out_w);
       for (int64_t r = begin; r < end; ++r) {
         const int64_t nn = r / out_h, y = r % out_h;
+        scratch.fill(stats, nn, y);
         for (int64_t x = 0; x < out_w; ++x) {
-          const auto f = stats.at(nn, y, x, s1.data());
+          const auto& f = scratch.stats[x];
           double window = 0.0;
           for (int64_t k = 0; k < kk; ++k) {
             const int64_t i = ((nn * kk + k) * out_h + y) * out_w + x;
-            const double xc =
-                restored_cross(static_cast<double>(x_p[i]), rho_p + k * channels, s1.data(), channels, centred);
+            const double xc = restored_cross(static_cast<double>(x_p[i]), rho_p + k * channels,
+                                             scratch.s1.data() + x, out_w, channels, centred);
             const auto p = match::partials(method, xc, f, tstats[k]);
             const double g = static_cast<double>(g_p[i]);
             dx[i] = static_cast<scalar_t>(g * p.d_cross);
@@ -222,7 +259,64 @@ at::Tensor partials_cpu(const at::Tensor& grad, const at::Tensor& cross, const a
   return d_templ_rows;
 }
 
-const match::DeviceKernels kCpuKernels{&direct_xcorr_cpu, &epilogue_cpu, &partials_cpu,
+// Summed-area tables in one sweep per plane (parallel over planes): sat1 of every channel, and
+// sat2 of sum_c f_c^2 accumulated across channels row by row, in double.
+void tables_cpu(const at::Tensor& image, Method method, at::Tensor& sat1, at::Tensor& sat2) {
+  const int64_t n = image.size(0), c = image.size(1), in_h = image.size(2), in_w = image.size(3);
+  const int64_t stride = in_w + 1, plane = (in_h + 1) * stride;
+  const auto options = image.options().dtype(at::kDouble);
+  const bool sums = match::needs_sum(method), energy = match::needs_energy(method);
+  if (sums) sat1 = at::empty({n, c, in_h + 1, in_w + 1}, options);
+  if (energy) sat2 = at::empty({n, 1, in_h + 1, in_w + 1}, options);
+  if (!sums && !energy) return;
+  AT_DISPATCH_FLOATING_TYPES(image.scalar_type(), "match_template_tables_cpu", [&] {
+    const scalar_t* f = image.data_ptr<scalar_t>();
+    double* t1 = sums ? sat1.data_ptr<double>() : nullptr;
+    double* t2 = energy ? sat2.data_ptr<double>() : nullptr;
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      std::vector<double> row_sq(in_w);
+      for (int64_t nn = begin; nn < end; ++nn) {
+        if (sums) {
+          for (int64_t cc = 0; cc < c; ++cc) {
+            double* t = t1 + (nn * c + cc) * plane;
+            const scalar_t* src = f + (nn * c + cc) * in_h * in_w;
+            std::fill(t, t + stride, 0.0);
+            for (int64_t y = 0; y < in_h; ++y) {
+              double run = 0.0;
+              t[(y + 1) * stride] = 0.0;
+              for (int64_t x = 0; x < in_w; ++x) {
+                run += static_cast<double>(src[y * in_w + x]);
+                t[(y + 1) * stride + x + 1] = t[y * stride + x + 1] + run;
+              }
+            }
+          }
+        }
+        if (energy) {
+          double* t = t2 + nn * plane;
+          std::fill(t, t + stride, 0.0);
+          for (int64_t y = 0; y < in_h; ++y) {
+            std::fill(row_sq.begin(), row_sq.end(), 0.0);
+            for (int64_t cc = 0; cc < c; ++cc) {
+              const scalar_t* src = f + ((nn * c + cc) * in_h + y) * in_w;
+              for (int64_t x = 0; x < in_w; ++x) {
+                const double v = static_cast<double>(src[x]);
+                row_sq[x] += v * v;
+              }
+            }
+            double run = 0.0;
+            t[(y + 1) * stride] = 0.0;
+            for (int64_t x = 0; x < in_w; ++x) {
+              run += row_sq[x];
+              t[(y + 1) * stride + x + 1] = t[y * stride + x + 1] + run;
+            }
+          }
+        }
+      }
+    });
+  });
+}
+
+const match::DeviceKernels kCpuKernels{&direct_xcorr_cpu, &epilogue_cpu, &partials_cpu, &tables_cpu,
                                        at::vec::Vectorized<float>::size()};
 
 at::Tensor match_template_cpu(const at::Tensor& image, const at::Tensor& templ, c10::string_view method) {
