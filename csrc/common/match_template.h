@@ -30,12 +30,18 @@ enum class Method : int { kCorr = 0, kZeroMeanCorr = 1, kSsd = 2, kNcc = 3, kSsd
 // Relative rounding bound of a double evaluation of a window statistic from four SAT corners.
 constexpr double kFlatTolerance = 64.0 * 2.220446049250313e-16;
 
-// The cross term uses the per-channel zero-mean template.
+// The score is defined with the per-channel zero-mean template.
 PE_HOST_DEVICE PE_INLINE bool zero_mean_template(Method m) {
   return m == Method::kZeroMeanCorr || m == Method::kNcc;
 }
+// The forward cross term is computed with the centred template, also for ssd: its float32 sum is
+// then small and S2 - 2X + G2 is restored in double as X = X' + sum_c mean(g_c) S1_c, instead of
+// cancelling large float32 terms.
+PE_HOST_DEVICE PE_INLINE bool centred_cross(Method m) {
+  return zero_mean_template(m) || m == Method::kSsd || m == Method::kSsdNormed;
+}
 // Needs the per-channel window sums S1_c.
-PE_HOST_DEVICE PE_INLINE bool needs_sum(Method m) { return zero_mean_template(m); }
+PE_HOST_DEVICE PE_INLINE bool needs_sum(Method m) { return centred_cross(m); }
 // Needs the window energy S2.
 PE_HOST_DEVICE PE_INLINE bool needs_energy(Method m) {
   return m == Method::kSsd || m == Method::kNcc || m == Method::kSsdNormed || m == Method::kCorrNormed;

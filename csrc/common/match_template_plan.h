@@ -79,22 +79,26 @@ inline at::Tensor box_sums_adjoint(const at::Tensor& windows, int64_t h, int64_t
 }
 
 struct PreparedTemplate {
-  at::Tensor used;   // [K, C, h, w] input dtype: g, or g minus its per-channel mean (rounded)
+  at::Tensor used;   // [K, C, h, w] input dtype: the template the cross term X' is computed with
   at::Tensor stats;  // [K, 2] float64: G2 = sum g^2, V_g = sum (g - mean_c g)^2
-  at::Tensor rho;    // [K, C] float64: mean over the window of (exact centred g) - used; the part of
-                     // the centred template lost to rounding, restored as rho * S1_c in the epilogue
+  at::Tensor rho;    // [K, C] float64: window mean of (the method's template, exact) - used; the
+                     // epilogue restores X = X' + sum_c rho_c S1_c (the template mean for ssd, the
+                     // rounding residue of the centred template for ncc/zero_mean_corr)
 };
 
-inline PreparedTemplate prepare_template(const at::Tensor& templ, Method method) {
+// `centre`: compute the cross term with the centred template (see centred_cross); the backward
+// pass differentiates the method's own definition and centres only for zero-mean methods.
+inline PreparedTemplate prepare_template(const at::Tensor& templ, Method method, bool centre) {
   const auto g = templ.to(at::kDouble);
   const auto centred = g - g.mean({2, 3}, /*keepdim=*/true);
   const auto energy = g.square().sum({1, 2, 3});
   const auto variance = centred.square().sum({1, 2, 3});
   PreparedTemplate p;
   p.stats = at::stack({energy, variance}, 1).contiguous();
-  if (zero_mean_template(method)) {
+  if (centre || zero_mean_template(method)) {
     p.used = centred.to(templ.scalar_type()).contiguous();
-    p.rho = (centred - p.used.to(at::kDouble)).mean({2, 3}).contiguous();
+    const auto& exact = zero_mean_template(method) ? centred : g;
+    p.rho = (exact - p.used.to(at::kDouble)).mean({2, 3}).contiguous();
   } else {
     p.used = templ.contiguous();
     p.rho = at::zeros({templ.size(0), templ.size(1)}, g.options());
@@ -162,7 +166,7 @@ inline at::Tensor forward(const at::Tensor& image_in, const at::Tensor& templ_in
   const Method method = parse_method(method_name);
   const auto image = image_in.contiguous();
   const int64_t h = templ_in.size(2), w = templ_in.size(3);
-  const auto prepared = prepare_template(templ_in, method);
+  const auto prepared = prepare_template(templ_in, method, centred_cross(method));
   auto out = xcorr(image, prepared.used, k);
   if (out.numel() == 0) return out;
   const auto tables = window_tables(image, method, k);
@@ -186,7 +190,7 @@ inline std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, co
   check_same(grad, image, "match_template_backward", "grad", "image");
   if (n * kk * oh * ow == 0 || c == 0) return {at::zeros_like(image_in), at::zeros_like(templ_in)};
 
-  const auto prepared = prepare_template(templ_in, method);
+  const auto prepared = prepare_template(templ_in, method, /*centre=*/false);
   const auto cross = xcorr(image, prepared.used, k);
   const auto tables = window_tables(image, method, k);
   auto d_cross = at::empty_like(cross);

@@ -176,7 +176,7 @@ std::vector<match::TemplateStats> template_stats(const at::Tensor& stats) {
   return out;
 }
 
-// X plus the rounding residue of the centred template times S1_c (s1 strided by out_w).
+// The method's cross term X = X' + sum_c rho_c S1_c (s1 strided by out_w).
 inline double restored_cross(double x, const double* rho_k, const double* s1, int64_t s1_stride, int64_t channels,
                              bool centred) {
   if (!centred) return x;
@@ -193,7 +193,7 @@ void epilogue_cpu(at::Tensor& cross, const at::Tensor& sat1, const at::Tensor& s
   const auto tstats = template_stats(templ_stats);
   const auto rho_c = rho.contiguous();
   const double* rho_p = rho_c.data_ptr<double>();
-  const bool centred = match::zero_mean_template(method);
+  const bool centred = sat1.defined();  // restore X from X' (rho is zero where nothing to restore)
   AT_DISPATCH_FLOATING_TYPES(cross.scalar_type(), "match_template_epilogue_cpu", [&] {
     scalar_t* out = cross.data_ptr<scalar_t>();
     at::parallel_for(0, n * out_h, 4, [&](int64_t begin, int64_t end) {
@@ -225,7 +225,7 @@ at::Tensor partials_cpu(const at::Tensor& grad, const at::Tensor& cross, const a
   const auto tstats = template_stats(templ_stats);
   const auto rho_c = rho.contiguous();
   const double* rho_p = rho_c.data_ptr<double>();
-  const bool centred = match::zero_mean_template(method);
+  const bool centred = sat1.defined();  // restore X from X' (rho is zero where nothing to restore)
   auto d_templ_rows = at::zeros({n * out_h, kk}, cross.options().dtype(at::kDouble));
   double* dt = d_templ_rows.data_ptr<double>();
   double* dw = d_window.data_ptr<double>();

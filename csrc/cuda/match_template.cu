@@ -87,7 +87,7 @@ __global__ void epilogue_kernel(scalar_t* __restrict__ cross, WindowTables table
                                 const double* __restrict__ rho, Method method, int64_t n, int64_t kk, int64_t out_h,
                                 int64_t out_w) {
   const int64_t total = n * out_h * out_w;
-  const bool centred = match::zero_mean_template(method);
+  const bool centred = tables.sat1 != nullptr;  // restore X from X'
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     const int64_t x = idx % out_w;
@@ -110,7 +110,7 @@ __global__ void partials_kernel(const scalar_t* __restrict__ grad, const scalar_
                                 int64_t n, int64_t kk, int64_t out_h, int64_t out_w, scalar_t* __restrict__ d_cross,
                                 double* __restrict__ d_window, double* __restrict__ d_templ) {
   const int64_t total = n * out_h * out_w;
-  const bool centred = match::zero_mean_template(method);
+  const bool centred = tables.sat1 != nullptr;  // restore X from X'
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     const int64_t x = idx % out_w;
