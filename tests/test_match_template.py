@@ -87,13 +87,14 @@ def test_float32_close_to_float64_reference_on_low_contrast(device, method):
 
 def real_images():
     yield "random", torch.rand(1, 1, 120, 140)
-    for name in ("camera", "coins", "text"):
+    # Crops with texture and flat regions (sky, background, saturated paper).
+    for name, (top, left) in (("camera", (200, 150)), ("coins", (20, 100)), ("text", (20, 100))):
         img = sample_image(name, channels=1)
-        yield name, img[:, 100:220, 100:240][None].contiguous()
+        yield name, img[:, top:top + 120, left:left + 140][None].contiguous()
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("templ_size", [7, 24, 64])
+@pytest.mark.parametrize("templ_size", [7, 24, 48])
 def test_opencv_parity(method, templ_size):
     for name, image in real_images():
         templ = image[:, :, 30:30 + templ_size, 40:40 + templ_size].clone()
@@ -102,19 +103,23 @@ def test_opencv_parity(method, templ_size):
         theirs = torch.from_numpy(cv2.matchTemplate(image[0, 0].numpy(), templ[0, 0].numpy(),
                                                     CV2_METHODS[method])).double()
         ref = reference(image, templ, method)[0, 0]
-        f = windows(image, templ_size, templ_size)[0, 0]
-        window_std = f.std(0).view_as(ours)
-        # Away from flat windows (OpenCV's float32 statistics are only that accurate there).
-        valid = window_std > 0.05
-        if method == "ssd_normed":
-            ours_cmp = ours.clamp(max=1.0)  # OpenCV clamps TM_SQDIFF_NORMED to 1
-        else:
-            ours_cmp = ours
         tol = 1e-4 * scale_of(ref, method)
-        assert (ours_cmp - theirs)[valid].abs().max() <= tol, f"{name}: {method} vs OpenCV"
-        assert (ours - ref).abs().max() <= 1e-4 * scale_of(ref, method), f"{name}: {method} vs float64"
+        # Ours is held to the float64 reference everywhere (flat windows included) ...
+        assert (ours - ref).abs().max() <= tol, f"{name}: {method} vs float64"
+        # ... and to OpenCV away from flat windows, where OpenCV's float32 arithmetic is itself
+        # within the tolerance of the reference (most windows; it errs on low-contrast ones).
+        theirs_cmp = theirs
+        ours_cmp = ours.clamp(max=1.0) if method == "ssd_normed" else ours  # OpenCV clamps to 1
+        ref_cmp = ref.clamp(max=1.0) if method == "ssd_normed" else ref
+        window_std = windows(image, templ_size, templ_size)[0, 0].std(0).view_as(ours)
+        valid = (window_std > 0.05) & ((theirs_cmp - ref_cmp).abs() <= tol)
+        assert valid.sum() >= 500, f"{name}: too few windows where OpenCV is accurate to compare"
+        assert (ours_cmp - theirs_cmp)[valid].abs().max() <= tol, f"{name}: {method} vs OpenCV"
+        # Same best match (up to exact ties, e.g. saturated text for corr).
         pick = torch.argmin if method in MINIMIZED else torch.argmax
-        assert pick(ours) == pick(theirs), f"{name}: {method} best match differs from OpenCV"
+        best_ours, best_theirs = pick(ours), pick(theirs)
+        assert best_ours == best_theirs or (ours.flatten()[best_ours] - ours.flatten()[best_theirs]).abs() <= tol, \
+            f"{name}: {method} best match differs from OpenCV"
 
 
 def test_flat_window_rule(device):
@@ -149,9 +154,9 @@ def test_normed_scores_are_clamped(device):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_gradcheck(device, method):
-    image = torch.rand(2, 2, 7, 8, dtype=torch.float64, device=device, requires_grad=True)
-    templ = torch.rand(3, 2, 3, 4, dtype=torch.float64, device=device, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: match_template(a, b, method), (image, templ))
+    image = torch.rand(2, 2, 6, 7, dtype=torch.float64, device=device, requires_grad=True)
+    templ = torch.rand(2, 2, 3, 4, dtype=torch.float64, device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: match_template(a, b, method), (image, templ), fast_mode=True)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -180,7 +185,7 @@ def test_masked_matches_opencv_and_gradcheck(method):
     torch.testing.assert_close(match_template(image, templ, method, mask=torch.ones(10, 12)),
                                match_template(image, templ, method), rtol=1e-5, atol=1e-4 * scale)
     args = [t.double().requires_grad_() for t in (image[:9, :10], templ[:4, :5], mask[:4, :5])]
-    assert torch.autograd.gradcheck(lambda a, b, m: match_template(a, b, method, mask=m), args)
+    assert torch.autograd.gradcheck(lambda a, b, m: match_template(a, b, method, mask=m), args, fast_mode=True)
 
 
 def test_masked_all_methods_match_opencv():
@@ -221,8 +226,8 @@ def test_layouts_and_non_contiguous(device):
     assert match_template(base[0, 0], templ[0, 0]).shape == (26, 23)
     assert match_template(base[0], templ[0]).shape == (26, 23)
     assert match_template(base[0], templ).shape == (2, 26, 23)
-    torch.testing.assert_close(match_template(base[0, 0], templ[0, 0]), expected[0, 0].new_tensor(
-        match_template(base[:1, :1], templ[:1, :1])[0, 0]))
+    torch.testing.assert_close(match_template(base[0, 0], templ[0, 0]),
+                               match_template(base[:1, :1], templ[:1, :1])[0, 0])
 
 
 def test_empty_and_degenerate(device):
@@ -309,7 +314,7 @@ def test_ncc_loss_matches_op_and_invariances(device):
     torch.testing.assert_close(NCCLoss(reduction="sum")(x, y), expected.sum())
     assert NCCLoss()(x, 3 * x.detach() - 0.2).abs() < 1e-12
     assert NCCLoss()(x, y[:1]).shape == ()
-    assert torch.autograd.gradcheck(lambda a: ncc_loss(a, y, "none"), (x,))
+    assert torch.autograd.gradcheck(lambda a: ncc_loss(a, y, "none"), (x,), fast_mode=True)
     flat = torch.full_like(x, 0.3)
     assert torch.equal(ncc_loss(flat, flat, "none"), torch.zeros(3, dtype=torch.float64, device=device))
     loss = ncc_loss(x, flat, "none")

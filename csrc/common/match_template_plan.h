@@ -218,7 +218,7 @@ inline std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, co
   if (zero_mean_template(method)) grad_templ = grad_templ - grad_templ.mean({2, 3}, /*keepdim=*/true);
   if (needs_energy(method))
     grad_templ.add_(prepared.used.to(at::kDouble) * d_templ.view({kk, 1, 1, 1}), 2.0);
-  return {grad_image.to(image_in.scalar_type()), grad_templ.to(templ_in.scalar_type())};
+  return {grad_image.to(image_in.scalar_type()).contiguous(), grad_templ.to(templ_in.scalar_type()).contiguous()};
 }
 
 }  // namespace match
