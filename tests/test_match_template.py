@@ -75,10 +75,11 @@ def test_matches_float64_reference(device, method, image_shape, templ_shape):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_float32_close_to_float64_reference_on_low_contrast(device, method):
+@pytest.mark.parametrize("side,templ_side", [(96, 30), (160, 120)])  # direct kernel, FFT path
+def test_float32_close_to_float64_reference_on_low_contrast(device, method, side, templ_side):
     # Windows of std ~0.02 on a bright background: the cancelling statistics must stay exact.
-    image = 0.7 + 0.02 * torch.randn(2, 1, 96, 96, device=device)
-    templ = image[:1, :, 10:40, 20:50].clone()
+    image = 0.7 + 0.02 * torch.randn(2, 1, side, side, device=device)
+    templ = image[:1, :, 10:10 + templ_side, 20:20 + templ_side].clone()
     out = match_template(image, templ, method)
     ref = reference(image.cpu(), templ.cpu(), method)
     assert out.dtype == torch.float32

@@ -106,16 +106,22 @@ inline PreparedTemplate prepare_template(const at::Tensor& templ, Method method,
   return p;
 }
 
-// Valid cross-correlation by FFT in float64 (any device): out[n, o] = sum_i f_i * conj(w_oi),
-// transformed back in chunks of output channels to bound the spectral buffer.
+// Valid cross-correlation by FFT (any device): out[n, o] = sum_i f_i * conj(w_oi), transformed
+// back in chunks of output channels to bound the spectral buffer. Computed in the input's dtype
+// on the image minus its per-plane mean (the transform's rounding scales with the signal's
+// norm, so this keeps float32 accurate on bright, low-contrast images); the mean's share,
+// mean_i * sum(w_oi), is added back in float64.
 inline at::Tensor fft_xcorr(const at::Tensor& input, const at::Tensor& weight) {
   const int64_t n = input.size(0), ci = input.size(1), o = weight.size(0);
   const int64_t oh = input.size(2) - weight.size(2) + 1, ow = input.size(3) - weight.size(3) + 1;
   const int64_t fh = fft_size(input.size(2)), fw = fft_size(input.size(3));
   auto out = at::empty({n, o, oh, ow}, input.options());
   if (out.numel() == 0) return out;
-  const auto fi = at::fft_rfft2(input.to(at::kDouble), c10::IntArrayRef{fh, fw});
-  const auto fwt = at::fft_rfft2(weight.to(at::kDouble), c10::IntArrayRef{fh, fw}).conj_physical();
+  const auto plane_mean = input.to(at::kDouble).mean({2, 3});  // [N, I]
+  const auto centred = input - plane_mean.to(input.scalar_type()).view({n, ci, 1, 1});
+  const auto mean_share = at::mm(plane_mean, weight.to(at::kDouble).sum({2, 3}).t());  // [N, O]
+  const auto fi = at::fft_rfft2(centred, c10::IntArrayRef{fh, fw});
+  const auto fwt = at::fft_rfft2(weight, c10::IntArrayRef{fh, fw}).conj_physical();
   constexpr int64_t kChunkElements = int64_t(1) << 23;
   const int64_t chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, n * fh * fw));
   for (int64_t o0 = 0; o0 < o; o0 += chunk) {
@@ -126,7 +132,8 @@ inline at::Tensor fft_xcorr(const at::Tensor& input, const at::Tensor& weight) {
       prod = i == 0 ? term : prod.add_(term);
     }
     const auto spatial = at::fft_irfft2(prod, c10::IntArrayRef{fh, fw});
-    out.narrow(1, o0, oc).copy_(spatial.narrow(2, 0, oh).narrow(3, 0, ow));
+    const auto share = mean_share.narrow(1, o0, oc).view({n, oc, 1, 1});
+    out.narrow(1, o0, oc).copy_(spatial.narrow(2, 0, oh).narrow(3, 0, ow).to(at::kDouble) + share);
   }
   return out;
 }
@@ -138,7 +145,8 @@ inline at::Tensor xcorr(const at::Tensor& input, const at::Tensor& weight, const
   const int64_t oh = input.size(2) - h + 1, ow = input.size(3) - w + 1;
   if (n * o * oh * ow == 0 || ci == 0) return at::zeros({n, o, oh, ow}, input.options());
   const double direct = direct_cost(n, ci, o, oh, ow, h, w, k.lanes);
-  const double fft = fft_cost(n, ci, o, fft_size(input.size(2)), fft_size(input.size(3)));
+  const double fft = fft_cost(n, ci, o, fft_size(input.size(2)), fft_size(input.size(3)),
+                              input.scalar_type() == at::kFloat);
   if (direct <= fft) return k.direct_xcorr(input.contiguous(), weight.contiguous());
   return fft_xcorr(input, weight);
 }

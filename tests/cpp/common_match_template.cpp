@@ -110,8 +110,8 @@ int main() {
   CHECK(partials(Method::kNcc, 0.0, flat, g).d_cross == 0.0);
 
   // Cost model: small templates go direct, large ones FFT; fft sizes are 2,3,5-smooth.
-  CHECK(direct_cost(1, 1, 1, 505, 505, 8, 8, 8) < fft_cost(1, 1, 1, fft_size(512), fft_size(512)));
-  CHECK(direct_cost(1, 1, 1, 1985, 1985, 64, 64, 8) > fft_cost(1, 1, 1, fft_size(2048), fft_size(2048)));
+  CHECK(direct_cost(1, 1, 1, 505, 505, 8, 8, 8) < fft_cost(1, 1, 1, fft_size(512), fft_size(512), true));
+  CHECK(direct_cost(1, 1, 1, 1985, 1985, 64, 64, 8) > fft_cost(1, 1, 1, fft_size(2048), fft_size(2048), true));
   CHECK(fft_size(512) == 512);
   CHECK(fft_size(97) == 100);
   CHECK(fft_size(1) == 1);
