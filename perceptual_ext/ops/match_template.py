@@ -41,7 +41,7 @@ def match_template(image: Tensor, templ: Tensor, method: str = "ncc", mask: Opti
     (zero variance, resp. zero energy) and 0 where exactly one is; ``ssd_normed`` gives 0 and 1.
     ``ncc``/``corr_normed`` are clamped to [-1, 1] (they leave it only by rounding); ``ssd`` and
     ``ssd_normed`` are clamped at 0 from below; ``ssd_normed`` is not clamped above (OpenCV
-    clamps it to 1). Small templates use a direct vectorized kernel, large ones a float64 FFT,
+    clamps it to 1). Small templates use a direct vectorized kernel, large ones an FFT,
     chosen by a cost model; all K templates are matched in one call.
 
     Args:
