@@ -22,4 +22,10 @@ TORCH_LIBRARY(perceptual_ext, m) {
   // grad [N, C, h', w'] -> d x [N, C_in, H, W]
   m.def("scnn_features_backward(Tensor grad, Tensor x, Tensor first_weight, Tensor weights, Tensor masks, "
         "int window, int stride, bool patch_norm) -> Tensor");
+
+  // Template matching. image [N, C, H, W], templ [K, C, h, w] -> [N, K, H-h+1, W-w+1];
+  // method: corr | zero_mean_corr | ssd | ncc | ssd_normed | corr_normed
+  m.def("match_template(Tensor image, Tensor templ, str method) -> Tensor");
+  // grad [N, K, H-h+1, W-w+1] -> (grad_image, grad_templ)
+  m.def("match_template_backward(Tensor grad, Tensor image, Tensor templ, str method) -> (Tensor, Tensor)");
 }

@@ -1,0 +1,214 @@
+// Template-matching arithmetic shared by the CPU and CUDA kernels.
+//
+// Image f [N, C, H, W], template g [K, C, h, w], window (y, x) of m = h*w pixels per channel,
+// channels summed. Every score is a function of the cross term X = sum g~ f (g~ = g, or g minus
+// its per-channel mean for zero_mean_corr/ncc) and of window statistics read from summed-area
+// tables accumulated in double:
+//   S1_c = sum f_c (per channel),  S2 = sum_c sum f_c^2,  V_f = S2 - sum_c S1_c^2 / m.
+// and of the template's own statistics (G2 = sum g^2, V_g = sum (g - mean_c g)^2).
+//
+// Flat windows (conventions, documented in the README): a side is "flat" when the statistic the
+// score divides by (V for ncc, the energy S2/G2 for corr_normed and ssd_normed) is within the
+// rounding bound of its evaluation.
+//   ncc:          both flat -> 1, exactly one flat -> 0, else clamp(X / sqrt(V_f V_g), -1, 1)
+//   corr_normed:  both flat -> 1, exactly one flat -> 0, else clamp(X / sqrt(S2 G2), -1, 1)
+//   ssd_normed:   both flat -> 0, exactly one flat -> 1, else max(S2 - 2X + G2, 0) / sqrt(S2 G2)
+//                 (no upper clamp: the exact value may exceed 1; OpenCV clamps it to 1)
+//   ssd:          max(S2 - 2X + G2, 0);  corr, zero_mean_corr: X.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "common/macros.h"
+
+namespace perceptual_ext {
+namespace match {
+
+enum class Method : int { kCorr = 0, kZeroMeanCorr = 1, kSsd = 2, kNcc = 3, kSsdNormed = 4, kCorrNormed = 5 };
+
+// Relative rounding bound of a double evaluation of a window statistic from four SAT corners.
+constexpr double kFlatTolerance = 64.0 * 2.220446049250313e-16;
+
+// The score is defined with the per-channel zero-mean template.
+PE_HOST_DEVICE PE_INLINE bool zero_mean_template(Method m) {
+  return m == Method::kZeroMeanCorr || m == Method::kNcc;
+}
+// The forward cross term is computed with the centred template, also for ssd: its float32 sum is
+// then small and S2 - 2X + G2 is restored in double as X = X' + sum_c mean(g_c) S1_c, instead of
+// cancelling large float32 terms.
+PE_HOST_DEVICE PE_INLINE bool centred_cross(Method m) {
+  return zero_mean_template(m) || m == Method::kSsd || m == Method::kSsdNormed;
+}
+// Needs the per-channel window sums S1_c.
+PE_HOST_DEVICE PE_INLINE bool needs_sum(Method m) { return centred_cross(m); }
+// Needs the window energy S2.
+PE_HOST_DEVICE PE_INLINE bool needs_energy(Method m) {
+  return m == Method::kSsd || m == Method::kNcc || m == Method::kSsdNormed || m == Method::kCorrNormed;
+}
+
+// Sum over the h x w box with top-left (y, x) of a summed-area table with row stride `stride`
+// (the table has one leading zero row and column: sat[(y)*stride + x] = sum of rows < y, cols < x).
+PE_HOST_DEVICE PE_INLINE double box_sum(const double* sat, int64_t stride, int64_t y, int64_t x, int64_t h,
+                                        int64_t w) {
+  return sat[(y + h) * stride + (x + w)] - sat[y * stride + (x + w)] - sat[(y + h) * stride + x] +
+         sat[y * stride + x];
+}
+
+// Magnitude of the four corners read by box_sum: the scale of its rounding error.
+PE_HOST_DEVICE PE_INLINE double box_magnitude(const double* sat, int64_t stride, int64_t y, int64_t x, int64_t h,
+                                              int64_t w) {
+  return fabs(sat[(y + h) * stride + (x + w)]) + fabs(sat[y * stride + (x + w)]) +
+         fabs(sat[(y + h) * stride + x]) + fabs(sat[y * stride + x]);
+}
+
+// Statistics of one image window.
+struct WindowStats {
+  double energy;      // S2
+  double variance;    // V_f = S2 - sum_c S1_c^2 / m, clamped at 0
+  double energy_tol;  // S2 at or below this is zero energy
+  double var_tol;     // V_f at or below this is flat
+};
+
+// Incremental construction: add each channel's S1_c (with its SAT magnitude), then finish with S2.
+struct WindowAccumulator {
+  double sum_sq_over_m = 0.0;  // sum_c S1_c^2 / m
+  double sum_tol = 0.0;        // rounding bound of that sum
+
+  PE_HOST_DEVICE void add_channel(double s1, double s1_magnitude, double inv_m) {
+    sum_sq_over_m += s1 * s1 * inv_m;
+    sum_tol += 2.0 * fabs(s1) * inv_m * s1_magnitude;
+  }
+  PE_HOST_DEVICE WindowStats finish(double s2, double s2_magnitude) const {
+    WindowStats s;
+    s.energy = s2 > 0.0 ? s2 : 0.0;
+    s.energy_tol = kFlatTolerance * s2_magnitude;
+    const double v = s2 - sum_sq_over_m;
+    s.variance = v > 0.0 ? v : 0.0;
+    s.var_tol = kFlatTolerance * (s2_magnitude + sum_tol);
+    return s;
+  }
+};
+
+// Statistics of one template, computed once per template in double.
+struct TemplateStats {
+  double energy;      // G2 = sum g^2
+  double variance;    // V_g = sum (g - mean_c g)^2
+  double energy_tol;
+  double var_tol;
+};
+
+PE_HOST_DEVICE PE_INLINE TemplateStats template_stats(double energy, double variance) {
+  // Both are sums of squares evaluated directly (not as differences of SAT corners); a constant
+  // template leaves only the rounding of its mean in V_g, far below this bound.
+  return TemplateStats{energy, variance, kFlatTolerance * energy, kFlatTolerance * energy};
+}
+
+PE_HOST_DEVICE PE_INLINE double clamp_unit(double v) { return v > 1.0 ? 1.0 : (v < -1.0 ? -1.0 : v); }
+
+// Score of one window against one template from the cross term X.
+PE_HOST_DEVICE PE_INLINE double score(Method method, double x, const WindowStats& f, const TemplateStats& g) {
+  switch (method) {
+    case Method::kCorr:
+    case Method::kZeroMeanCorr:
+      return x;
+    case Method::kSsd: {
+      const double d = f.energy - 2.0 * x + g.energy;
+      return d > 0.0 ? d : 0.0;
+    }
+    case Method::kNcc: {
+      const bool flat_f = f.variance <= f.var_tol, flat_g = g.variance <= g.var_tol;
+      if (flat_f || flat_g) return (flat_f && flat_g) ? 1.0 : 0.0;
+      return clamp_unit(x / sqrt(f.variance * g.variance));
+    }
+    case Method::kCorrNormed: {
+      const bool flat_f = f.energy <= f.energy_tol, flat_g = g.energy <= g.energy_tol;
+      if (flat_f || flat_g) return (flat_f && flat_g) ? 1.0 : 0.0;
+      return clamp_unit(x / sqrt(f.energy * g.energy));
+    }
+    case Method::kSsdNormed: {
+      const bool flat_f = f.energy <= f.energy_tol, flat_g = g.energy <= g.energy_tol;
+      if (flat_f || flat_g) return (flat_f && flat_g) ? 0.0 : 1.0;
+      const double d = f.energy - 2.0 * x + g.energy;
+      return (d > 0.0 ? d : 0.0) / sqrt(f.energy * g.energy);
+    }
+  }
+  return 0.0;
+}
+
+// Partial derivatives of score() with respect to X, the window statistic (S2, or V_f for ncc)
+// and the template statistic (G2, or V_g for ncc). Flat windows are constants: zero gradient.
+// The rounding clamps are ignored (they only act on values off by rounding).
+struct Partials {
+  double d_cross;
+  double d_window;
+  double d_templ;
+};
+
+PE_HOST_DEVICE PE_INLINE Partials partials(Method method, double x, const WindowStats& f, const TemplateStats& g) {
+  switch (method) {
+    case Method::kCorr:
+    case Method::kZeroMeanCorr:
+      return Partials{1.0, 0.0, 0.0};
+    case Method::kSsd:
+      return Partials{-2.0, 1.0, 1.0};
+    case Method::kNcc: {
+      if (f.variance <= f.var_tol || g.variance <= g.var_tol) return Partials{0.0, 0.0, 0.0};
+      const double inv_d = 1.0 / sqrt(f.variance * g.variance);
+      const double r = x * inv_d;
+      return Partials{inv_d, -0.5 * r / f.variance, -0.5 * r / g.variance};
+    }
+    case Method::kCorrNormed: {
+      if (f.energy <= f.energy_tol || g.energy <= g.energy_tol) return Partials{0.0, 0.0, 0.0};
+      const double inv_d = 1.0 / sqrt(f.energy * g.energy);
+      const double r = x * inv_d;
+      return Partials{inv_d, -0.5 * r / f.energy, -0.5 * r / g.energy};
+    }
+    case Method::kSsdNormed: {
+      if (f.energy <= f.energy_tol || g.energy <= g.energy_tol) return Partials{0.0, 0.0, 0.0};
+      const double inv_d = 1.0 / sqrt(f.energy * g.energy);
+      const double r = (f.energy - 2.0 * x + g.energy) * inv_d;
+      return Partials{-2.0 * inv_d, inv_d - 0.5 * r / f.energy, inv_d - 0.5 * r / g.energy};
+    }
+  }
+  return Partials{0.0, 0.0, 0.0};
+}
+
+// Cost model of the cross term out[N,O,Ho,Wo] = sum_i corr(in[N,I,H,W], weight[O,I,h,w]):
+// the direct kernel's multiply-adds (its inner loop runs over `lanes`-wide vectors of output
+// columns, so narrow outputs waste lanes) against the FFT path's transforms and spectral products
+// at the padded size P = Hf * Wf. The constants are measured ratios of the two paths' throughput
+// on the CPU (direct: vectorized float FMAs; FFT: pocketfft).
+PE_HOST_DEVICE PE_INLINE double direct_cost(int64_t n, int64_t i, int64_t o, int64_t out_h, int64_t out_w,
+                                            int64_t h, int64_t w, int64_t lanes) {
+  const int64_t padded_w = ((out_w + lanes - 1) / lanes) * lanes;
+  return static_cast<double>(n) * i * o * out_h * padded_w * h * w;
+}
+
+PE_HOST_DEVICE PE_INLINE double fft_cost(int64_t n, int64_t i, int64_t o, int64_t fft_h, int64_t fft_w,
+                                         bool single_precision) {
+  const double p = static_cast<double>(fft_h) * fft_w;
+  const double p_log_p = p * log2(p > 2.0 ? p : 2.0);
+  // Measured on one core at 512 x 512, in units of one direct float multiply-add (~27 G/s):
+  // float64 forward real transform ~4 p log p, inverse ~21 p log p, spectral multiply-add of
+  // the half spectrum ~215 per pixel.
+  // float32 transforms measured ~2x (forward) to ~4x (inverse) faster.
+  const double forward = single_precision ? 2.2 : 4.2, inverse = single_precision ? 5.5 : 21.0;
+  return forward * static_cast<double>(n * i + o * i) * p_log_p + inverse * static_cast<double>(n * o) * p_log_p +
+         215.0 * static_cast<double>(n * i * o) * p;
+}
+
+// Smallest 2,3,5-smooth size >= n (fast FFT lengths).
+PE_HOST_DEVICE PE_INLINE int64_t fft_size(int64_t n) {
+  if (n <= 1) return 1;
+  for (int64_t s = n;; ++s) {
+    int64_t r = s;
+    while (r % 2 == 0) r /= 2;
+    while (r % 3 == 0) r /= 3;
+    while (r % 5 == 0) r /= 5;
+    if (r == 1) return s;
+  }
+}
+
+}  // namespace match
+}  // namespace perceptual_ext

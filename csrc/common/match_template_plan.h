@@ -1,0 +1,233 @@
+// Host-side plan of the template-matching op, shared by the CPU and CUDA kernels: template
+// statistics, summed-area tables, the FFT cross term and the assembly of the backward pass are
+// ATen compositions; each device supplies only its elementwise/direct kernels (DeviceKernels).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+#include "common/checks.h"
+#include "common/match_template.h"
+
+namespace perceptual_ext {
+namespace match {
+
+inline Method parse_method(const std::string& name) {
+  if (name == "corr") return Method::kCorr;
+  if (name == "zero_mean_corr") return Method::kZeroMeanCorr;
+  if (name == "ssd") return Method::kSsd;
+  if (name == "ncc") return Method::kNcc;
+  if (name == "ssd_normed") return Method::kSsdNormed;
+  if (name == "corr_normed") return Method::kCorrNormed;
+  TORCH_CHECK(false, "match_template: method must be one of corr, zero_mean_corr, ssd, ncc, ssd_normed, "
+              "corr_normed, got '", name, "'");
+}
+
+// The device's own kernels. Shapes: out/cross [N, K, Ho, Wo] (input dtype), sat1 [N, C, H+1, W+1]
+// and sat2 [N, 1, H+1, W+1] float64 (undefined when the method does not need them), templ_stats
+// [K, 2] float64 (energy, variance), rho [K, C] float64 (see prepare_template).
+struct DeviceKernels {
+  // out[n, o] = sum_i valid-correlation(input[n, i], weight[o, i])
+  at::Tensor (*direct_xcorr)(const at::Tensor& input, const at::Tensor& weight);
+  // cross -> score, in place.
+  void (*epilogue)(at::Tensor& cross, const at::Tensor& sat1, const at::Tensor& sat2, const at::Tensor& templ_stats,
+                   const at::Tensor& rho, Method method, int64_t h, int64_t w);
+  // From grad and the cross term: fills d_cross = grad * dscore/dX (input dtype, [N,K,Ho,Wo]) and
+  // d_window [N,1,Ho,Wo] float64 = sum_k grad * dscore/dS2 (or dV_f for ncc); returns partial sums
+  // [R, K] float64 (R chosen by the device, no atomics) of grad * dscore/dG2 (or dV_g for ncc).
+  at::Tensor (*partials)(const at::Tensor& grad, const at::Tensor& cross, const at::Tensor& sat1,
+                         const at::Tensor& sat2, const at::Tensor& templ_stats, const at::Tensor& rho, Method method,
+                         int64_t h, int64_t w, at::Tensor& d_cross, at::Tensor& d_window);
+  // Summed-area tables of the window statistics the method needs (see window_tables).
+  void (*tables)(const at::Tensor& image, Method method, at::Tensor& sat1, at::Tensor& sat2);
+  int64_t lanes;  // vector width of the direct kernel's inner loop (cost model)
+};
+
+inline void check_inputs(const at::Tensor& image, const at::Tensor& templ, const char* op) {
+  check_rank(image, 4, op, "image", "[N, C, H, W]");
+  check_rank(templ, 4, op, "templ", "[K, C, h, w]");
+  check_dtype(image, {at::kFloat, at::kDouble}, op, "image");
+  check_same(image, templ, op, "image", "templ");
+  TORCH_CHECK(image.size(1) == templ.size(1), op, ": image and templ must have the same channels, got ",
+              image.size(1), " and ", templ.size(1));
+  TORCH_CHECK(templ.size(2) >= 1 && templ.size(3) >= 1, op, ": templ must have h, w >= 1, got ", templ.sizes());
+  TORCH_CHECK(templ.size(2) <= image.size(2) && templ.size(3) <= image.size(3), op,
+              ": templ must not be larger than image, got templ ", templ.sizes(), " and image ", image.sizes());
+}
+
+// Summed-area table with a leading zero row and column, float64: [B, C, H+1, W+1].
+inline at::Tensor summed_area_table(const at::Tensor& x) {
+  auto sat = at::zeros({x.size(0), x.size(1), x.size(2) + 1, x.size(3) + 1}, x.options().dtype(at::kDouble));
+  sat.narrow(2, 1, x.size(2)).narrow(3, 1, x.size(3)).copy_(x);
+  sat.cumsum_(2);
+  sat.cumsum_(3);
+  return sat;
+}
+
+// Box sums of size h x w at every valid position, from a table made by summed_area_table.
+inline at::Tensor box_sums(const at::Tensor& sat, int64_t h, int64_t w) {
+  const int64_t oh = sat.size(2) - h, ow = sat.size(3) - w;
+  auto rows = [&](int64_t y0) { return sat.narrow(2, y0, oh); };
+  return rows(h).narrow(3, w, ow) - rows(0).narrow(3, w, ow) - rows(h).narrow(3, 0, ow) + rows(0).narrow(3, 0, ow);
+}
+
+// Adjoint of the valid box sum: every pixel collects the values of the windows that contain it.
+inline at::Tensor box_sums_adjoint(const at::Tensor& windows, int64_t h, int64_t w) {
+  const auto padded = at::constant_pad_nd(windows, {w - 1, w - 1, h - 1, h - 1}, 0.0);
+  return box_sums(summed_area_table(padded), h, w);
+}
+
+struct PreparedTemplate {
+  at::Tensor used;   // [K, C, h, w] input dtype: the template the cross term X' is computed with
+  at::Tensor stats;  // [K, 2] float64: G2 = sum g^2, V_g = sum (g - mean_c g)^2
+  at::Tensor rho;    // [K, C] float64: window mean of (the method's template, exact) - used; the
+                     // epilogue restores X = X' + sum_c rho_c S1_c (the template mean for ssd, the
+                     // rounding residue of the centred template for ncc/zero_mean_corr)
+};
+
+// `centre`: compute the cross term with the centred template (see centred_cross); the backward
+// pass differentiates the method's own definition and centres only for zero-mean methods.
+inline PreparedTemplate prepare_template(const at::Tensor& templ, Method method, bool centre) {
+  const auto g = templ.to(at::kDouble);
+  const auto centred = g - g.mean({2, 3}, /*keepdim=*/true);
+  const auto energy = g.square().sum({1, 2, 3});
+  const auto variance = centred.square().sum({1, 2, 3});
+  PreparedTemplate p;
+  p.stats = at::stack({energy, variance}, 1).contiguous();
+  if (centre || zero_mean_template(method)) {
+    p.used = centred.to(templ.scalar_type()).contiguous();
+    const auto& exact = zero_mean_template(method) ? centred : g;
+    p.rho = (exact - p.used.to(at::kDouble)).mean({2, 3}).contiguous();
+  } else {
+    p.used = templ.contiguous();
+    p.rho = at::zeros({templ.size(0), templ.size(1)}, g.options());
+  }
+  return p;
+}
+
+// Valid cross-correlation by FFT (any device): out[n, o] = sum_i f_i * conj(w_oi), transformed
+// back in chunks of output channels to bound the spectral buffer. Computed in the input's dtype
+// on the image minus its per-plane mean (the transform's rounding scales with the signal's
+// norm, so this keeps float32 accurate on bright, low-contrast images); the mean's share,
+// mean_i * sum(w_oi), is added back in float64.
+inline at::Tensor fft_xcorr(const at::Tensor& input, const at::Tensor& weight) {
+  const int64_t n = input.size(0), ci = input.size(1), o = weight.size(0);
+  const int64_t oh = input.size(2) - weight.size(2) + 1, ow = input.size(3) - weight.size(3) + 1;
+  const int64_t fh = fft_size(input.size(2)), fw = fft_size(input.size(3));
+  auto out = at::empty({n, o, oh, ow}, input.options());
+  if (out.numel() == 0) return out;
+  const auto plane_mean = input.to(at::kDouble).mean({2, 3});  // [N, I]
+  const auto centred = input - plane_mean.to(input.scalar_type()).view({n, ci, 1, 1});
+  const auto mean_share = at::mm(plane_mean, weight.to(at::kDouble).sum({2, 3}).t());  // [N, O]
+  const auto fi = at::fft_rfft2(centred, c10::IntArrayRef{fh, fw});
+  const auto fwt = at::fft_rfft2(weight, c10::IntArrayRef{fh, fw}).conj_physical();
+  constexpr int64_t kChunkElements = int64_t(1) << 23;
+  const int64_t chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, n * fh * fw));
+  for (int64_t o0 = 0; o0 < o; o0 += chunk) {
+    const int64_t oc = std::min(chunk, o - o0);
+    at::Tensor prod;
+    for (int64_t i = 0; i < ci; ++i) {
+      const auto term = fi.select(1, i).unsqueeze(1) * fwt.narrow(0, o0, oc).select(1, i).unsqueeze(0);
+      prod = i == 0 ? term : prod.add_(term);
+    }
+    const auto spatial = at::fft_irfft2(prod, c10::IntArrayRef{fh, fw});
+    const auto share = mean_share.narrow(1, o0, oc).view({n, oc, 1, 1});
+    out.narrow(1, o0, oc).copy_(spatial.narrow(2, 0, oh).narrow(3, 0, ow).to(at::kDouble) + share);
+  }
+  return out;
+}
+
+// The cross term by whichever path the cost model prefers.
+inline at::Tensor xcorr(const at::Tensor& input, const at::Tensor& weight, const DeviceKernels& k) {
+  const int64_t n = input.size(0), ci = input.size(1), o = weight.size(0);
+  const int64_t h = weight.size(2), w = weight.size(3);
+  const int64_t oh = input.size(2) - h + 1, ow = input.size(3) - w + 1;
+  if (n * o * oh * ow == 0 || ci == 0) return at::zeros({n, o, oh, ow}, input.options());
+  const double direct = direct_cost(n, ci, o, oh, ow, h, w, k.lanes);
+  const double fft = fft_cost(n, ci, o, fft_size(input.size(2)), fft_size(input.size(3)),
+                              input.scalar_type() == at::kFloat);
+  if (direct <= fft) return k.direct_xcorr(input.contiguous(), weight.contiguous());
+  return fft_xcorr(input, weight);
+}
+
+struct Tables {
+  at::Tensor sat1;  // [N, C, H+1, W+1] or undefined
+  at::Tensor sat2;  // [N, 1, H+1, W+1] or undefined
+};
+
+// sat1: tables of every channel (when the method needs S1_c); sat2: table of sum_c f_c^2 (when it
+// needs S2). As ATen ops, for devices without a fused kernel of their own.
+inline void window_tables_composed(const at::Tensor& image, Method method, at::Tensor& sat1, at::Tensor& sat2) {
+  if (needs_sum(method)) sat1 = summed_area_table(image);
+  if (needs_energy(method)) sat2 = summed_area_table(image.to(at::kDouble).square().sum(1, /*keepdim=*/true));
+}
+
+inline Tables window_tables(const at::Tensor& image, Method method, const DeviceKernels& k) {
+  Tables t;
+  k.tables(image, method, t.sat1, t.sat2);
+  return t;
+}
+
+inline at::Tensor forward(const at::Tensor& image_in, const at::Tensor& templ_in, const std::string& method_name,
+                          const DeviceKernels& k) {
+  const Method method = parse_method(method_name);
+  const auto image = image_in.contiguous();
+  const int64_t h = templ_in.size(2), w = templ_in.size(3);
+  const auto prepared = prepare_template(templ_in, method, centred_cross(method));
+  auto out = xcorr(image, prepared.used, k);
+  if (out.numel() == 0) return out;
+  const auto tables = window_tables(image, method, k);
+  k.epilogue(out, tables.sat1, tables.sat2, prepared.stats, prepared.rho, method, h, w);
+  return out;
+}
+
+// Gradients of sum(grad * score) with respect to image and templ.
+inline std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, const at::Tensor& image_in,
+                                                   const at::Tensor& templ_in, const std::string& method_name,
+                                                   const DeviceKernels& k) {
+  const Method method = parse_method(method_name);
+  const auto image = image_in.contiguous();
+  const auto grad = grad_in.contiguous();
+  const int64_t n = image.size(0), c = image.size(1), kk = templ_in.size(0);
+  const int64_t h = templ_in.size(2), w = templ_in.size(3);
+  const int64_t oh = image.size(2) - h + 1, ow = image.size(3) - w + 1;
+  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == n && grad.size(1) == kk && grad.size(2) == oh && grad.size(3) == ow,
+              "match_template_backward: grad must be [N, K, H-h+1, W-w+1] = [", n, ", ", kk, ", ", oh, ", ", ow,
+              "], got ", grad.sizes());
+  check_same(grad, image, "match_template_backward", "grad", "image");
+  if (n * kk * oh * ow == 0 || c == 0) return {at::zeros_like(image_in), at::zeros_like(templ_in)};
+
+  const auto prepared = prepare_template(templ_in, method, /*centre=*/false);
+  const auto cross = xcorr(image, prepared.used, k);
+  const auto tables = window_tables(image, method, k);
+  auto d_cross = at::empty_like(cross);
+  auto d_window = at::empty({n, 1, oh, ow}, image.options().dtype(at::kDouble));
+  const auto d_templ = k.partials(grad, cross, tables.sat1, tables.sat2, prepared.stats, prepared.rho, method, h, w,
+                                  d_cross, d_window).sum(0);
+
+  // Image: the adjoint correlation with the (flipped) template, plus the window statistics' terms
+  // d S2 / d f = 2 f and, for ncc, d (sum_c S1_c^2 / m) / d f_c = 2 S1_c / m.
+  const auto flipped = prepared.used.flip({2, 3}).transpose(0, 1);
+  const auto padded = at::constant_pad_nd(d_cross, {w - 1, w - 1, h - 1, h - 1}, 0.0);
+  auto grad_image = xcorr(padded, flipped, k).to(at::kDouble);
+  if (needs_energy(method)) {
+    grad_image.add_(image.to(at::kDouble) * box_sums_adjoint(d_window, h, w), 2.0);
+    if (method == Method::kNcc) {
+      const auto mean_c = box_sums(tables.sat1, h, w) / static_cast<double>(h * w);
+      grad_image.sub_(box_sums_adjoint(d_window * mean_c, h, w), 2.0);
+    }
+  }
+
+  // Template: correlation of the image with d_cross (the weight gradient of the cross term),
+  // projected onto zero-mean templates where the cross term uses the centred template, plus
+  // d G2 / d g = 2 g, d V_g / d g = 2 (g - mean_c g).
+  auto grad_templ = xcorr(image.transpose(0, 1), d_cross.transpose(0, 1), k).transpose(0, 1).to(at::kDouble);
+  if (zero_mean_template(method)) grad_templ = grad_templ - grad_templ.mean({2, 3}, /*keepdim=*/true);
+  if (needs_energy(method))
+    grad_templ.add_(prepared.used.to(at::kDouble) * d_templ.view({kk, 1, 1, 1}), 2.0);
+  return {grad_image.to(image_in.scalar_type()).contiguous(), grad_templ.to(templ_in.scalar_type()).contiguous()};
+}
+
+}  // namespace match
+}  // namespace perceptual_ext

@@ -1,0 +1,207 @@
+// Template matching, CUDA: one thread per output element for the direct cross term and one per
+// window for the epilogue and the backward partials (grid-stride loops, current stream). The
+// statistics' tables, the FFT path and the backward assembly are the ATen compositions of
+// common/match_template_plan.h; the arithmetic is common/match_template.h.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "common/checks.h"
+#include "common/match_template.h"
+#include "common/match_template_plan.h"
+
+namespace perceptual_ext {
+namespace {
+
+using match::Method;
+
+constexpr int kThreads = 256;
+
+int blocks_for(int64_t total) {
+  return static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
+}
+
+template <typename scalar_t>
+__global__ void direct_xcorr_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ wt,
+                                    scalar_t* __restrict__ out, int64_t n, int64_t ci, int64_t in_h, int64_t in_w,
+                                    int64_t o, int64_t h, int64_t w, int64_t out_h, int64_t out_w) {
+  const int64_t total = n * o * out_h * out_w;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    const int64_t x = idx % out_w;
+    const int64_t y = (idx / out_w) % out_h;
+    const int64_t oo = (idx / (out_w * out_h)) % o;
+    const int64_t nn = idx / (out_w * out_h * o);
+    scalar_t acc = 0;
+    for (int64_t c = 0; c < ci; ++c) {
+      const scalar_t* f = in + ((nn * ci + c) * in_h + y) * in_w + x;
+      const scalar_t* g = wt + (oo * ci + c) * h * w;
+      for (int64_t i = 0; i < h; ++i)
+        for (int64_t j = 0; j < w; ++j) acc += g[i * w + j] * f[i * in_w + j];
+    }
+    out[idx] = acc;
+  }
+}
+
+// Window statistics of window (n, y, x); S1_c is recomputed where the cross term needs it.
+struct WindowTables {
+  const double* sat1;
+  const double* sat2;
+  int64_t channels, stride, plane, h, w;
+
+  __device__ match::WindowStats stats(int64_t n, int64_t y, int64_t x) const {
+    match::WindowAccumulator acc;
+    const double inv_m = 1.0 / static_cast<double>(h * w);
+    if (sat1 != nullptr) {
+      for (int64_t c = 0; c < channels; ++c) {
+        const double* t = sat1 + (n * channels + c) * plane;
+        acc.add_channel(match::box_sum(t, stride, y, x, h, w), match::box_magnitude(t, stride, y, x, h, w), inv_m);
+      }
+    }
+    if (sat2 == nullptr) return acc.finish(0.0, 0.0);
+    const double* t = sat2 + n * plane;
+    return acc.finish(match::box_sum(t, stride, y, x, h, w), match::box_magnitude(t, stride, y, x, h, w));
+  }
+  __device__ double restored_cross(double x_value, const double* rho_k, int64_t n, int64_t y, int64_t x) const {
+    for (int64_t c = 0; c < channels; ++c)
+      x_value += rho_k[c] * match::box_sum(sat1 + (n * channels + c) * plane, stride, y, x, h, w);
+    return x_value;
+  }
+};
+
+WindowTables make_tables(const at::Tensor& sat1, const at::Tensor& sat2, int64_t channels, int64_t h, int64_t w) {
+  const at::Tensor& any = sat1.defined() ? sat1 : sat2;
+  WindowTables t{sat1.defined() ? sat1.data_ptr<double>() : nullptr, sat2.defined() ? sat2.data_ptr<double>() : nullptr,
+           channels, 0, 0, h, w};
+  if (any.defined()) {
+    t.stride = any.size(3);
+    t.plane = any.size(2) * any.size(3);
+  }
+  return t;
+}
+
+template <typename scalar_t>
+__global__ void epilogue_kernel(scalar_t* __restrict__ cross, WindowTables tables, const double* __restrict__ tstats,
+                                const double* __restrict__ rho, Method method, int64_t n, int64_t kk, int64_t out_h,
+                                int64_t out_w) {
+  const int64_t total = n * out_h * out_w;
+  const bool centred = tables.sat1 != nullptr;  // restore X from X'
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    const int64_t x = idx % out_w;
+    const int64_t y = (idx / out_w) % out_h;
+    const int64_t nn = idx / (out_w * out_h);
+    const auto f = tables.stats(nn, y, x);
+    for (int64_t k = 0; k < kk; ++k) {
+      scalar_t& v = cross[((nn * kk + k) * out_h + y) * out_w + x];
+      double xc = static_cast<double>(v);
+      if (centred) xc = tables.restored_cross(xc, rho + k * tables.channels, nn, y, x);
+      v = static_cast<scalar_t>(
+          match::score(method, xc, f, match::template_stats(tstats[2 * k], tstats[2 * k + 1])));
+    }
+  }
+}
+
+template <typename scalar_t>
+__global__ void partials_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ cross, WindowTables tables,
+                                const double* __restrict__ tstats, const double* __restrict__ rho, Method method,
+                                int64_t n, int64_t kk, int64_t out_h, int64_t out_w, scalar_t* __restrict__ d_cross,
+                                double* __restrict__ d_window, double* __restrict__ d_templ) {
+  const int64_t total = n * out_h * out_w;
+  const bool centred = tables.sat1 != nullptr;  // restore X from X'
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    const int64_t x = idx % out_w;
+    const int64_t y = (idx / out_w) % out_h;
+    const int64_t nn = idx / (out_w * out_h);
+    const auto f = tables.stats(nn, y, x);
+    double window = 0.0;
+    for (int64_t k = 0; k < kk; ++k) {
+      const int64_t i = ((nn * kk + k) * out_h + y) * out_w + x;
+      double xc = static_cast<double>(cross[i]);
+      if (centred) xc = tables.restored_cross(xc, rho + k * tables.channels, nn, y, x);
+      const auto p = match::partials(method, xc, f, match::template_stats(tstats[2 * k], tstats[2 * k + 1]));
+      const double g = static_cast<double>(grad[i]);
+      d_cross[i] = static_cast<scalar_t>(g * p.d_cross);
+      window += g * p.d_window;
+      d_templ[idx * kk + k] = g * p.d_templ;  // one row per window: no atomics
+    }
+    d_window[idx] = window;
+  }
+}
+
+at::Tensor direct_xcorr_cuda(const at::Tensor& input, const at::Tensor& weight) {
+  const int64_t n = input.size(0), ci = input.size(1), in_h = input.size(2), in_w = input.size(3);
+  const int64_t o = weight.size(0), h = weight.size(2), w = weight.size(3);
+  const int64_t out_h = in_h - h + 1, out_w = in_w - w + 1;
+  auto out = at::empty({n, o, out_h, out_w}, input.options());
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "match_template_direct_cuda", [&] {
+    direct_xcorr_kernel<scalar_t><<<blocks_for(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        input.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, ci, in_h, in_w, o, h,
+        w, out_h, out_w);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+void epilogue_cuda(at::Tensor& cross, const at::Tensor& sat1, const at::Tensor& sat2, const at::Tensor& templ_stats,
+                   const at::Tensor& rho, Method method, int64_t h, int64_t w) {
+  if (method == Method::kCorr) return;
+  const int64_t n = cross.size(0), kk = cross.size(1), out_h = cross.size(2), out_w = cross.size(3);
+  const auto tables = make_tables(sat1, sat2, rho.size(1), h, w);
+  const auto tstats = templ_stats.contiguous();
+  const auto rho_c = rho.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(cross.scalar_type(), "match_template_epilogue_cuda", [&] {
+    epilogue_kernel<scalar_t><<<blocks_for(n * out_h * out_w), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        cross.data_ptr<scalar_t>(), tables, tstats.data_ptr<double>(), rho_c.data_ptr<double>(), method, n, kk, out_h,
+        out_w);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+at::Tensor partials_cuda(const at::Tensor& grad, const at::Tensor& cross, const at::Tensor& sat1, const at::Tensor& sat2,
+                         const at::Tensor& templ_stats, const at::Tensor& rho, Method method, int64_t h, int64_t w,
+                         at::Tensor& d_cross, at::Tensor& d_window) {
+  const int64_t n = cross.size(0), kk = cross.size(1), out_h = cross.size(2), out_w = cross.size(3);
+  const auto tables = make_tables(sat1, sat2, rho.size(1), h, w);
+  const auto tstats = templ_stats.contiguous();
+  const auto rho_c = rho.contiguous();
+  auto d_templ = at::empty({n * out_h * out_w, kk}, cross.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(cross.scalar_type(), "match_template_partials_cuda", [&] {
+    partials_kernel<scalar_t><<<blocks_for(n * out_h * out_w), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        grad.data_ptr<scalar_t>(), cross.data_ptr<scalar_t>(), tables, tstats.data_ptr<double>(),
+        rho_c.data_ptr<double>(), method, n, kk, out_h, out_w, d_cross.data_ptr<scalar_t>(),
+        d_window.data_ptr<double>(), d_templ.data_ptr<double>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return d_templ;
+}
+
+// One thread per output column: no vector lanes wasted on narrow outputs (lanes = 1).
+const match::DeviceKernels kCudaKernels{&direct_xcorr_cuda, &epilogue_cuda, &partials_cuda,
+                                        &match::window_tables_composed, 1};
+
+at::Tensor match_template_cuda(const at::Tensor& image, const at::Tensor& templ, c10::string_view method) {
+  match::check_inputs(image, templ, "match_template");
+  const c10::cuda::CUDAGuard guard(image.device());
+  return match::forward(image, templ, std::string(method), kCudaKernels);
+}
+
+std::tuple<at::Tensor, at::Tensor> match_template_backward_cuda(const at::Tensor& grad, const at::Tensor& image,
+                                                                const at::Tensor& templ, c10::string_view method) {
+  match::check_inputs(image, templ, "match_template_backward");
+  const c10::cuda::CUDAGuard guard(image.device());
+  return match::backward(grad, image, templ, std::string(method), kCudaKernels);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(perceptual_ext, CUDA, m) {
+  m.impl("match_template", &match_template_cuda);
+  m.impl("match_template_backward", &match_template_backward_cuda);
+}
+
+}  // namespace perceptual_ext
