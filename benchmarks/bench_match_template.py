@@ -74,6 +74,8 @@ def workload(impl: str, batch: int, templates: int, side: int, templ_side: int, 
 def _record(benchmark, group, impl, device, **shape):
     benchmark.group = group
     benchmark.extra_info["impl"] = impl
+    if impl in ("opencv", "opencv_loop"):  # the report compares every match group with OpenCV
+        benchmark.extra_info["anchor"] = True
     if impl in ("fused", "composition"):  # torch tensors; OpenCV/skimage allocate outside torch
         benchmark.extra_info["peak_mib"] = peak_memory_mib("benchmarks.bench_match_template:workload", impl=impl,
                                                            device=device, **shape)

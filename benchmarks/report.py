@@ -2,8 +2,8 @@
 
 Usage: python benchmarks/report.py benchmarks/results/cpu-YYYYMMDD.json [more.json ...]
 
-Within each benchmark group, every implementation is compared with the group's anchor (the
-first of "composition", "opencv", "torch" present): speed-up = anchor median / impl median,
+Within each benchmark group, every implementation is compared with the group's anchor: the
+benchmark whose extra_info["anchor"] is true, else the first of ANCHORS present: speed-up = anchor median / impl median,
 memory ratio = impl peak / anchor peak.
 """
 import json
@@ -11,6 +11,14 @@ import sys
 from collections import defaultdict
 
 ANCHORS = ("composition", "opencv", "opencv_loop", "torch", "optimization")
+
+
+def _anchor(impls):
+    """The implementation a group is compared with: an explicit extra_info["anchor"], else by ANCHORS order."""
+    marked = [impl for impl, bench in impls.items() if bench.get("extra_info", {}).get("anchor")]
+    if marked:
+        return marked[0]
+    return next((a for a in ANCHORS if a in impls), None)
 
 
 def rows(path):
@@ -22,7 +30,7 @@ def rows(path):
         groups[bench["group"]][impl] = bench
     machine = data.get("machine_info", {}).get("cpu", {}).get("brand_raw", "")
     for group, impls in groups.items():
-        anchor = next((a for a in ANCHORS if a in impls), None)
+        anchor = _anchor(impls)
         for impl, bench in impls.items():
             if impl == anchor:
                 continue
