@@ -60,6 +60,38 @@ inline Geometry check_and_describe(const at::Tensor& x, const at::Tensor& first_
   return g;
 }
 
+// Argument checks of scnn_features / scnn_features_backward (shared by every device's kernels).
+inline Geometry check_forward(const at::Tensor& x, const at::Tensor& first_weight, const at::Tensor& first_bias,
+                              const at::Tensor& weights, const at::Tensor& biases, int64_t window, int64_t stride) {
+  const char* op = "scnn_features";
+  const Geometry g = check_and_describe(x, first_weight, weights, window, stride, op);
+  check_same(x, first_bias, op, "x", "first_bias");
+  check_same(x, biases, op, "x", "biases");
+  TORCH_CHECK(first_bias.dim() == 1 && first_bias.size(0) == g.channels, op, ": first_bias must be [",
+              g.channels, "], got ", first_bias.sizes());
+  TORCH_CHECK(biases.dim() == 2 && biases.size(0) == g.depth && biases.size(1) == g.channels, op,
+              ": biases must be [", g.depth, ", ", g.channels, "], got ", biases.sizes());
+  return g;
+}
+
+inline Geometry check_backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& first_weight,
+                               const at::Tensor& weights, const at::Tensor& masks, int64_t window, int64_t stride) {
+  const char* op = "scnn_features_backward";
+  const Geometry g = check_and_describe(x, first_weight, weights, window, stride, op);
+  check_same(x, grad, op, "x", "grad");
+  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == g.batch && grad.size(1) == g.channels &&
+                  grad.size(2) == g.pooled_h && grad.size(3) == g.pooled_w,
+              op, ": grad must be [", g.batch, ", ", g.channels, ", ", g.pooled_h, ", ", g.pooled_w, "], got ",
+              grad.sizes());
+  TORCH_CHECK(masks.scalar_type() == at::kInt && masks.device() == x.device(), op,
+              ": masks must be int32 on ", x.device());
+  TORCH_CHECK(masks.dim() == 4 && masks.size(0) == g.batch && masks.size(1) == g.depth + 1 &&
+                  masks.size(2) == g.covered_pixels() && masks.size(3) == g.words(),
+              op, ": masks must be [", g.batch, ", ", g.depth + 1, ", ", g.covered_pixels(), ", ", g.words(),
+              "] (saved by scnn_features with save_masks=True), got ", masks.sizes());
+  return g;
+}
+
 // Pixels per tile: equal tiles (no tiny remainder tile, whose fixed costs are wasted) of at most
 // `max_elements` activations per [t, C] buffer, and at least `min_tiles` of them unless a tile
 // would drop below `min_elements` (bigger GEMMs run faster; several tiles keep a small image's
@@ -82,14 +114,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x_in, const at::Ten
                                            const at::Tensor& first_bias, const at::Tensor& weights_in,
                                            const at::Tensor& biases, int64_t window, int64_t stride,
                                            bool patch_norm, bool save_masks, TileSize tile_size) {
-  const char* op = "scnn_features";
-  const Geometry g = check_and_describe(x_in, first_weight, weights_in, window, stride, op);
-  check_same(x_in, first_bias, op, "x", "first_bias");
-  check_same(x_in, biases, op, "x", "biases");
-  TORCH_CHECK(first_bias.dim() == 1 && first_bias.size(0) == g.channels, op, ": first_bias must be [",
-              g.channels, "], got ", first_bias.sizes());
-  TORCH_CHECK(biases.dim() == 2 && biases.size(0) == g.depth && biases.size(1) == g.channels, op,
-              ": biases must be [", g.depth, ", ", g.channels, "], got ", biases.sizes());
+  const Geometry g = check_forward(x_in, first_weight, first_bias, weights_in, biases, window, stride);
 
   const auto x = x_in.contiguous();
   const auto weights = weights_in.contiguous();
@@ -135,19 +160,7 @@ template <class Kernels>
 at::Tensor backward(const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& first_weight,
                     const at::Tensor& weights_in, const at::Tensor& masks, int64_t window, int64_t stride,
                     bool patch_norm, TileSize tile_size) {
-  const char* op = "scnn_features_backward";
-  const Geometry g = check_and_describe(x_in, first_weight, weights_in, window, stride, op);
-  check_same(x_in, grad, op, "x", "grad");
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == g.batch && grad.size(1) == g.channels &&
-                  grad.size(2) == g.pooled_h && grad.size(3) == g.pooled_w,
-              op, ": grad must be [", g.batch, ", ", g.channels, ", ", g.pooled_h, ", ", g.pooled_w, "], got ",
-              grad.sizes());
-  TORCH_CHECK(masks.scalar_type() == at::kInt && masks.device() == x_in.device(), op,
-              ": masks must be int32 on ", x_in.device());
-  TORCH_CHECK(masks.dim() == 4 && masks.size(0) == g.batch && masks.size(1) == g.depth + 1 &&
-                  masks.size(2) == g.covered_pixels() && masks.size(3) == g.words(),
-              op, ": masks must be [", g.batch, ", ", g.depth + 1, ", ", g.covered_pixels(), ", ", g.words(),
-              "] (saved by scnn_features with save_masks=True), got ", masks.sizes());
+  const Geometry g = check_backward(grad, x_in, first_weight, weights_in, masks, window, stride);
 
   const auto x = x_in.contiguous();
   const auto weights = weights_in.contiguous();

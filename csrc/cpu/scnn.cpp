@@ -1,9 +1,11 @@
 // Fused S-CNN, CPU: pixel tiles through every layer (BLAS GEMMs on [t, C] tiles), window sums
 // accumulated in float64, ReLU masks packed to bits for a backward that needs no activations.
-// The tile loop is common/scnn_driver.h; the elementwise passes below call common/scnn.h.
+// One parallel loop over tiles (below); argument checks from common/scnn_driver.h, the elementwise
+// passes call common/scnn.h.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -15,10 +17,11 @@
 namespace perceptual_ext {
 namespace {
 
-// 512K..2M activations (2..8 MiB in float32) per [t, C] buffer: 512..2048-pixel tiles at C = 1024,
-// GEMMs large enough for BLAS to run near full speed; at least 5 tiles per image (a 64x64 image's
-// peak memory is then < 1/10 of the composition's).
-constexpr scnn::TileSize kTileSize{512 * 1024, 2 * 1024 * 1024, 5};
+// About 384K activations (1.5 MiB in float32) per [t, C] buffer: ~384-pixel tiles at C = 1024. Each
+// thread runs whole tiles with single-threaded BLAS (M = t, K = N = C: near full speed), so a tile's
+// layers cost no thread-pool wake-ups, and every thread's two buffers together stay a small
+// fraction of the composition's peak at 64x64.
+constexpr int64_t kTileElements = 384 * 1024;
 // Elementwise passes go parallel only above ~32K element operations per task: waking the thread
 // pool costs more than a small pass (and far more on a loaded machine).
 constexpr int64_t kMinTaskWork = 32 * 1024;
@@ -172,21 +175,127 @@ struct CpuKernels {
 
 void check_dtype_cpu(const at::Tensor& x, const char* op) { check_dtype(x, {at::kFloat, at::kDouble}, op, "x"); }
 
-std::tuple<at::Tensor, at::Tensor> scnn_features_cpu(const at::Tensor& x, const at::Tensor& first_weight,
-                                                     const at::Tensor& first_bias, const at::Tensor& weights,
-                                                     const at::Tensor& biases, int64_t window, int64_t stride,
-                                                     bool patch_norm, bool save_masks) {
-  check_dtype_cpu(x, "scnn_features");
-  return scnn::forward<CpuKernels>(x, first_weight, first_bias, weights, biases, window, stride, patch_norm,
-                                   save_masks, kTileSize);
+// Pixels per tile: ~kTileElements activations, and a tile count per image that is a multiple of the
+// thread count, so the threads get equal work.
+int64_t cpu_tile_pixels(const scnn::Geometry& g) {
+  const int64_t pixels = std::max<int64_t>(1, g.covered_pixels());
+  const int64_t target = std::max<int64_t>(1, kTileElements / std::max<int64_t>(1, g.channels));
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  int64_t tiles = (pixels + target - 1) / target;
+  tiles = std::min(pixels, (tiles + threads - 1) / threads * threads);
+  return (pixels + tiles - 1) / tiles;
 }
 
-at::Tensor scnn_features_backward_cpu(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& first_weight,
-                                      const at::Tensor& weights, const at::Tensor& masks, int64_t window,
+// One at::parallel_for over all (image, tile) pairs: each thread walks whole tiles through every
+// layer with buffers of its own; nested at::parallel_for (the elementwise passes) and MKL run
+// single-threaded inside it. Accumulations that tiles share (window sums, d x) go to one copy per
+// thread, summed at the end; thread 0 writes into the result itself.
+template <class Body>
+void for_each_tile(const scnn::Geometry& g, int64_t tile, at::Tensor& result, const Body& body) {
+  const int64_t tiles = (g.covered_pixels() + tile - 1) / tile;
+  std::vector<at::Tensor> partial(std::max<int64_t>(1, at::get_num_threads()));
+  // The caller's thread-local state (autograd keys excluded below the op, grad mode) on every thread.
+  const at::ThreadLocalState state;
+  at::parallel_for(0, g.batch * tiles, 1, [&](int64_t begin, int64_t end) {
+    at::ThreadLocalStateGuard state_guard(state);
+    const int64_t slot = at::get_thread_num();
+    TORCH_INTERNAL_ASSERT(slot >= 0 && slot < static_cast<int64_t>(partial.size()));
+    if (slot > 0 && !partial[slot].defined()) partial[slot] = at::zeros_like(result);
+    at::Tensor& out = slot == 0 ? result : partial[slot];
+    body(begin, end, tiles, out);
+  });
+  for (size_t i = 1; i < partial.size(); ++i)
+    if (partial[i].defined()) result.add_(partial[i]);
+}
+
+std::tuple<at::Tensor, at::Tensor> scnn_features_cpu(const at::Tensor& x_in, const at::Tensor& first_weight,
+                                                     const at::Tensor& first_bias, const at::Tensor& weights_in,
+                                                     const at::Tensor& biases, int64_t window, int64_t stride,
+                                                     bool patch_norm, bool save_masks) {
+  check_dtype_cpu(x_in, "scnn_features");
+  const scnn::Geometry g = scnn::check_forward(x_in, first_weight, first_bias, weights_in, biases, window, stride);
+  const auto x = x_in.contiguous();
+  const auto weights = weights_in.contiguous();
+  const auto w0 = first_weight.contiguous().view({g.channels, g.column_length()});
+  const auto options = x.options();
+  auto acc = at::zeros({g.batch, g.pooled_h, g.pooled_w, g.channels}, options.dtype(at::kDouble));
+  auto masks = save_masks ? at::empty({g.batch, g.depth + 1, g.covered_pixels(), g.words()}, options.dtype(at::kInt))
+                          : at::empty({0}, options.dtype(at::kInt));
+  if (g.batch > 0 && g.channels > 0) {
+    const int64_t tile = cpu_tile_pixels(g);
+    for_each_tile(g, tile, acc, [&](int64_t begin, int64_t end, int64_t tiles, at::Tensor& sums) {
+      auto cols = at::empty({tile, g.column_length()}, options);
+      auto act = at::empty({tile, g.channels}, options);
+      auto next = at::empty({tile, g.channels}, options);
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t n = k / tiles, p0 = (k % tiles) * tile;
+        const int64_t t = std::min(tile, g.covered_pixels() - p0);
+        auto mask_of = [&](int64_t layer) {
+          return save_masks ? masks.select(0, n).select(0, layer).narrow(0, p0, t) : at::Tensor();
+        };
+        auto c = cols.narrow(0, 0, t);
+        auto a = act.narrow(0, 0, t);
+        auto b = next.narrow(0, 0, t);
+        CpuKernels::im2col(x.select(0, n), c, g, p0, patch_norm);
+        at::addmm_out(a, first_bias, c, w0.t());
+        CpuKernels::relu_pack(a, mask_of(0));
+        for (int64_t l = 0; l < g.depth; ++l) {
+          at::addmm_out(b, biases.select(0, l), a, weights.select(0, l).t());
+          CpuKernels::relu_pack(b, mask_of(l + 1));
+          std::swap(a, b);
+        }
+        auto sums_n = sums.select(0, n);
+        CpuKernels::pool_accumulate(a, sums_n, g, p0);
+      }
+    });
+  }
+  const double inv_area = 1.0 / static_cast<double>(window * window);
+  auto out = acc.mul_(inv_area).permute({0, 3, 1, 2}).to(x.scalar_type()).contiguous();
+  return {out, masks};
+}
+
+at::Tensor scnn_features_backward_cpu(const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& first_weight,
+                                      const at::Tensor& weights_in, const at::Tensor& masks_in, int64_t window,
                                       int64_t stride, bool patch_norm) {
-  check_dtype_cpu(x, "scnn_features_backward");
-  return scnn::backward<CpuKernels>(grad, x, first_weight, weights, masks, window, stride, patch_norm,
-                                    kTileSize);
+  check_dtype_cpu(x_in, "scnn_features_backward");
+  const scnn::Geometry g = scnn::check_backward(grad, x_in, first_weight, weights_in, masks_in, window, stride);
+  const auto x = x_in.contiguous();
+  const auto weights = weights_in.contiguous();
+  const auto masks = masks_in.contiguous();
+  const auto w0 = first_weight.contiguous().view({g.channels, g.column_length()});
+  auto dx = at::zeros_like(x);
+  if (g.batch == 0 || g.channels == 0) return dx;
+  // Pixel-major window gradients, the 1/W^2 of the average folded in once.
+  const auto pooled_grad =
+      (grad.permute({0, 2, 3, 1}) * (1.0 / static_cast<double>(window * window))).to(x.scalar_type()).contiguous();
+  const int64_t tile = cpu_tile_pixels(g);
+  const auto options = x.options();
+  for_each_tile(g, tile, dx, [&](int64_t begin, int64_t end, int64_t tiles, at::Tensor& dx_part) {
+    auto dcols = at::empty({tile, g.column_length()}, options);
+    auto dact = at::empty({tile, g.channels}, options);
+    auto dnext = at::empty({tile, g.channels}, options);
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t n = k / tiles, p0 = (k % tiles) * tile;
+      const int64_t t = std::min(tile, g.covered_pixels() - p0);
+      auto mask_of = [&](int64_t layer) { return masks.select(0, n).select(0, layer).narrow(0, p0, t); };
+      auto a = dact.narrow(0, 0, t);
+      auto b = dnext.narrow(0, 0, t);
+      auto c = dcols.narrow(0, 0, t);
+      CpuKernels::pool_grad(pooled_grad.select(0, n), a, g, p0);
+      for (int64_t l = g.depth; l >= 1; --l) {
+        CpuKernels::apply_mask(a, mask_of(l));
+        at::mm_out(b, a, weights.select(0, l - 1));
+        std::swap(a, b);
+      }
+      CpuKernels::apply_mask(a, mask_of(0));
+      at::mm_out(c, a, w0);
+      const auto image = x.select(0, n);
+      if (patch_norm) CpuKernels::patch_norm_backward(image, c, g, p0);
+      auto dx_n = dx_part.select(0, n);
+      CpuKernels::col2im_accumulate(c, dx_n, g, p0);
+    }
+  });
+  return dx;
 }
 
 }  // namespace
