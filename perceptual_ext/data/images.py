@@ -64,6 +64,27 @@ def center_resize(image: Tensor, size: int) -> Tensor:
     return out[0].clamp_(0, 1)
 
 
+def image_grid(images, padding: int = 2, pad_value: float = 1.0) -> Tensor:
+    """Images [C, H, W] (or [1, C, H, W]) side by side in one row, ``padding`` pixels apart.
+
+    Images of different heights are top-aligned; grayscale ones are repeated to RGB when the row
+    mixes channel counts.
+    """
+    images = [im[0] if im.dim() == 4 else im for im in images]
+    if not images:
+        raise ValueError("images must hold at least one image")
+    channels = max(im.shape[0] for im in images)
+    images = [im.expand(channels, -1, -1) if im.shape[0] == 1 else im for im in images]
+    height = max(im.shape[1] for im in images)
+    width = sum(im.shape[2] for im in images) + padding * (len(images) - 1)
+    grid = images[0].new_full((channels, height, width), pad_value)
+    left = 0
+    for im in images:
+        grid[:, :im.shape[1], left:left + im.shape[2]] = im
+        left += im.shape[2] + padding
+    return grid
+
+
 def load_image(path: str, channels: Optional[int] = 3) -> Tensor:
     """Read an image file (PNG, JPEG, ...) as a float tensor [C, H, W] in [0, 1].
 
