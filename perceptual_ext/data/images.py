@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -127,16 +127,37 @@ def save_image(image: Tensor, path: str, overwrite: bool = True) -> str:
         raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
     array = (image.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    return write_atomic(path, pil.save)
+
+
+def write_atomic(path: str, write: Callable[[str], object]) -> str:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    A reader never sees a half-written file and a failed write leaves nothing behind. The
+    temporary file keeps ``path``'s suffix (Pillow picks the format from it).
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = os.path.splitext(path)[1] or ".png"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     os.close(fd)
     try:
-        pil.save(tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def save_text(text: str, path: str, overwrite: bool = True) -> str:
+    """Write ``text`` (UTF-8) to ``path`` atomically; ``overwrite=False`` refuses an existing file."""
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return write_atomic(path, write)

@@ -85,6 +85,18 @@ def texture_target(texture: Tensor, size: int) -> Tensor:
     return center_resize(texture[0], size)[None]
 
 
+def texture_loss(name: str, size: int, window: Optional[int] = None, *, vgg_weights: Optional[str] = None,
+                 seed: int = 0, loss_kwargs: Optional[dict] = None) -> nn.Module:
+    """The loss ``name`` as :func:`synthesize_texture` uses it: pooled losses pool over the whole
+    ``size x size`` image unless ``window`` is given (then stride ``window // 2``)."""
+    kwargs = dict(loss_kwargs or {})
+    if name in POOLED_LOSSES:
+        pool = size if window is None else _checks.positive_int(window, "window")
+        kwargs.setdefault("window", pool)
+        kwargs.setdefault("stride", pool if window is None else max(1, pool // 2))
+    return make_loss(name, vgg_weights=vgg_weights, seed=seed, **kwargs)
+
+
 def synthesize_texture(texture: Tensor, loss: LossSpec = "mmd", size: int = 256, steps: int = 500,
                        lr: float = 0.02, optimizer: str = "adam", window: Optional[int] = None,
                        vgg_weights: Optional[str] = None, seed: int = 0, device=None, init: Optional[Tensor] = None,
@@ -124,12 +136,9 @@ def synthesize_texture(texture: Tensor, loss: LossSpec = "mmd", size: int = 256,
     target = texture_target(texture, size)
     dev = _device(device, target.device)
     target = target.to(dev)
-    kwargs = dict(loss_kwargs or {})
-    if isinstance(loss, str) and loss in POOLED_LOSSES:
-        pool = size if window is None else _checks.positive_int(window, "window")
-        kwargs.setdefault("window", pool)
-        kwargs.setdefault("stride", pool if window is None else max(1, pool // 2))
-    loss_fn = _loss_module(loss, vgg_weights, seed, kwargs, dev)
+    if isinstance(loss, str):
+        loss = texture_loss(loss, size, window, vgg_weights=vgg_weights, seed=seed, loss_kwargs=loss_kwargs)
+    loss_fn = _loss_module(loss, vgg_weights, seed, None, dev)
     start = _noise_like(target, seed) if init is None else _one_image(init, "init").to(dev, target.dtype)
     if start.shape != target.shape:
         raise ValueError(f"init must have shape {tuple(target.shape)}, got {tuple(start.shape)}")
@@ -410,5 +419,5 @@ def gim_experiment(image: Tensor, losses: Union[Sequence[str], Mapping[str, Call
     return GIMResult(crops, offsets, mean, images, metrics, histories)
 
 
-__all__ = ["synthesize_texture", "style_transfer", "StyleTransferObjective", "gim_experiment", "GIMResult",
+__all__ = ["synthesize_texture", "texture_loss", "style_transfer", "StyleTransferObjective", "gim_experiment", "GIMResult",
            "shifted_crops", "texture_target", "make_loss", "LOSS_NAMES", "POOLED_LOSSES"]
