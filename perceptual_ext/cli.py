@@ -246,6 +246,8 @@ def _add_gim(sub) -> None:
     p.add_argument("--image-size", type=int, help="resize IMAGE's short side to this first (default 2*crop size)")
     p.add_argument("--num-crops", type=int, default=9, help="K (default 9)")
     p.add_argument("--shift", type=int, default=4, help="largest crop offset in pixels (default 4)")
+    p.add_argument("--swd-nhoods", type=int, default=1024,
+                   help="SWD neighbourhoods drawn per image and level (default 1024; Karras et al.: 128)")
     _common_options(p, steps=300, lr_help="Adam learning rate (default 0.01)", lr_default=0.01)
     p.set_defaults(func=_run_gim)
 
@@ -266,7 +268,8 @@ def _run_gim(args) -> int:
         raise UserError(f"--losses must be a comma-separated subset of {', '.join(LOSS_NAMES)}; got {args.losses!r}")
     if len(set(names)) != len(names):
         raise UserError(f"--losses names a loss twice: {args.losses!r}")
-    for value, flag in ((args.steps, "--steps"), (args.crop_size, "--crop-size"), (args.num_crops, "--num-crops")):
+    for value, flag in ((args.steps, "--steps"), (args.crop_size, "--crop-size"), (args.num_crops, "--num-crops"),
+                        (args.swd_nhoods, "--swd-nhoods")):
         _positive(value, flag)
     if args.shift < 0:
         raise UserError(f"--shift must be >= 0, got {args.shift}")
@@ -281,7 +284,8 @@ def _run_gim(args) -> int:
     with _user_errors("gim"):
         result = gim_experiment(image.to(device), losses=losses, num_crops=args.num_crops, shift=args.shift,
                                 crop_size=args.crop_size, image_size=args.image_size, steps=args.steps, lr=args.lr,
-                                seed=args.seed, device=device, progress=not args.quiet)
+                                seed=args.seed, device=device, swd_kwargs={"nhoods_per_image": args.swd_nhoods},
+                                progress=not args.quiet)
     def save(img, name: str) -> None:
         save_image(img.cpu(), os.path.join(args.out_dir, name), overwrite=args.overwrite)
 
@@ -293,7 +297,7 @@ def _run_gim(args) -> int:
     report = {
         "image": args.image, "losses": names, "crop_size": args.crop_size, "num_crops": args.num_crops,
         "shift": args.shift, "steps": args.steps, "lr": args.lr, "seed": args.seed, "device": str(device),
-        "vgg_weights": args.vgg_weights, "offsets": result.offsets,
+        "vgg_weights": args.vgg_weights, "swd_nhoods_per_image": args.swd_nhoods, "offsets": result.offsets,
         "grid_order": ["target_crop", "init_mean"] + names, "metrics": result.metrics,
     }
     save_text(json.dumps(report, indent=2), os.path.join(args.out_dir, "gim.json"), overwrite=args.overwrite)
