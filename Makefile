@@ -18,6 +18,7 @@ CUDA_HOME ?= $(shell n=$$(command -v nvcc 2>/dev/null); [ -n "$$n" ] && { t=$$(s
 export CUDA_HOME
 export MAX_JOBS := $(JOBS)
 STAMP := $(VENV)/.installed
+BUILT := build/.extension-built
 SOURCES := $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h csrc/cuda/*.cu)
 
 .PHONY: install build test pytest ctest demo bench cuda-check clean
@@ -29,11 +30,14 @@ $(STAMP): setup.py pyproject.toml
 	$(PY) -m pip install -q $(TORCH_CPU)
 	$(PY) -m pip install -q setuptools wheel ninja pybind11 numpy cmake
 	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'
-	touch $(STAMP)
+	mkdir -p build && touch $(STAMP) $(BUILT)
 
-# Incremental rebuild of the extension in place (ninja recompiles only what changed).
-build: $(STAMP)
+# Rebuild the extension in place when a C++/CUDA source changed (ninja recompiles only those).
+build: $(BUILT)
+
+$(BUILT): $(STAMP) $(SOURCES)
 	$(PY) setup.py -q build_ext --inplace
+	mkdir -p build && touch $(BUILT)
 
 pytest: build
 	$(PY) -m pytest
