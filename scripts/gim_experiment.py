@@ -10,7 +10,7 @@ more like the crops) and PSNR to the crops. Writes
 
 and prints the markdown table for the README.
 
-Usage (CPU defaults take a few minutes; S-CNN is narrowed on the CPU, see --scnn-channels):
+Usage (the CPU defaults take about half an hour on 2 cores; S-CNN is narrowed there, see --scnn-channels):
   python scripts/gim_experiment.py
   python scripts/gim_experiment.py --device cuda --crop-size 128 --scnn-channels 1024 --steps 500
   python scripts/gim_experiment.py --vgg-weights vgg16.pth      # adds the trained VGG next to the random one
@@ -40,16 +40,16 @@ LABELS = {"target_crop": "a target crop", "init_mean": "mean (MSE optimum)", "ms
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", default="astronaut,chelsea,coffee", help="scikit-image samples, comma-separated")
+    p.add_argument("--images", default="astronaut,chelsea", help="scikit-image samples, comma-separated")
     p.add_argument("--losses", default=None,
                    help="comma-separated (default mse,vgg,scnn,mmd,mmdpp; with --vgg-weights also vgg_random)")
     p.add_argument("--crop-size", type=int, default=64)
     p.add_argument("--num-crops", type=int, default=9)
     p.add_argument("--shift", type=int, default=4)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=100)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--scnn-channels", type=int, default=None,
-                   help="S-CNN width C (paper: 1024; default 1024 on CUDA, 128 on the CPU to keep minutes)")
+                   help="S-CNN width C (paper: 1024; default 1024 on CUDA, 64 on the CPU to keep minutes)")
     p.add_argument("--swd-nhoods", type=int, default=1024, help="SWD neighbourhoods per image and level")
     p.add_argument("--vgg-weights", help="torchvision-layout VGG16 weights (trained VGG); random VGG otherwise")
     p.add_argument("--device", default="cpu")
@@ -87,7 +87,7 @@ def main(argv=None):
     device = torch.device(args.device)
     names = args.losses.split(",") if args.losses else (
         ["mse", "vgg", "vgg_random", "scnn", "mmd", "mmdpp"] if args.vgg_weights else ["mse", "vgg", "scnn", "mmd", "mmdpp"])
-    scnn_channels = args.scnn_channels or (1024 if device.type == "cuda" else 128)
+    scnn_channels = args.scnn_channels or (1024 if device.type == "cuda" else 64)
     loss_kwargs = {"scnn": {"channels": scnn_channels}}
     images = args.images.split(",")
     torch.manual_seed(args.seed)
