@@ -369,19 +369,18 @@ def _positive(value: int, flag: str) -> int:
 def _add_synthesize(sub) -> None:
     p = sub.add_parser(
         "synthesize", help="texture synthesis by pixel optimization",
-        description="Synthesize a new texture from an example by optimizing pixels, from noise, against a loss: "
-                    "Gram matrices of VGG16 features (Gatys et al., the default), patch MMD, MMD++ or S-CNN "
-                    "features. Pooled losses (mmd, mmdpp, scnn) pool over the whole image unless --window is "
-                    "given; the patch-MMD losses with the paper's narrow kernel barely move from noise.",
+        description="Synthesize a new texture from an example by optimizing pixels, from its mean colour plus "
+                    "noise, against a loss: patch MMD (default), MMD++, S-CNN features or Gram matrices of VGG16 "
+                    "features (Gatys et al.). Pooled losses (mmd, mmdpp, scnn) pool over the whole image "
+                    "unless --window is given.",
         epilog="examples:\n"
-               "  perceptual-ext synthesize sample:gravel --size 256 --steps 500 --out gravel.png\n"
+               "  perceptual-ext synthesize sample:gravel --loss mmd --size 256 --steps 500 --out gravel.png\n"
                "  perceptual-ext synthesize my_texture.jpg --loss gram --vgg-weights vgg16.pth --out out.png\n"
                "  perceptual-ext synthesize sample:brick --loss scnn --size 128 --device cuda --out brick.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("texture", metavar="TEXTURE", help="texture image file, or sample:NAME (scikit-image samples)")
-    p.add_argument("--loss", default="gram", choices=_loss_names(),
-                   help="loss to match (default gram: Gatys et al. on VGG16 features; see --help of the library "
-                        "function synthesize_texture on why patch MMD needs a start near the texture)")
+    p.add_argument("--loss", default="mmd", choices=_loss_names(),
+                   help="loss to match (default mmd, with a kernel of sigma 0.15 per pixel)")
     p.add_argument("--size", type=int, default=256, help="side of the square output (default 256)")
     p.add_argument("--window", type=int, help="local pooling window of mmd/mmdpp/scnn (default: whole image)")
     p.add_argument("--optimizer", default="adam", choices=("adam", "lbfgs"))
