@@ -128,7 +128,7 @@ def test_stylize_optimize_end_to_end(image64, tmp_path):
     content = str(tmp_path / "content.png")
     save_image(sample_image("chelsea", channels=3, size=64), content)
     out = str(tmp_path / "stylized.png")
-    assert main(["stylize", "--optimize", content, image64, "--size", "64", "--steps", "3", "--out", out,
+    assert main(["stylize", "--optimize", content, image64, "--size", "64", "--steps", "2", "--out", out,
                  "--quiet"]) == 0
     assert _png_size(out) == ("PNG", (64, 64))
 

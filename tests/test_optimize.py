@@ -201,7 +201,7 @@ def test_gim_factory_losses(losses):
     for name in losses:
         _needs(FACTORY_LOSSES[name][0])
     kwargs = {name: FACTORY_LOSSES[name][1] for name in losses}
-    result = gim_experiment(sample_image("astronaut", channels=3), losses=losses, crop_size=32, steps=10,
+    result = gim_experiment(sample_image("astronaut", channels=3), losses=losses, crop_size=32, steps=5,
                             loss_kwargs=kwargs, progress=False, swd_kwargs={"nhoods_per_image": 64})
     for name in losses:
         assert result.histories[name][-1] < result.histories[name][0]
@@ -211,10 +211,10 @@ def test_style_transfer_decreases_objective():
     _needs("perceptual_ext.losses.perceptual")
     content = sample_image("chelsea", channels=3)
     style = sample_image("gravel", channels=3)
-    result = style_transfer(content, style, size=32, steps=3, progress=False)
+    result = style_transfer(content, style, size=32, steps=2, progress=False)
     assert result.image.shape == (1, 3, 32, 32 * content.shape[2] // content.shape[1])
     assert result.history[-1] < result.history[0]
-    adam = style_transfer(content, style, size=32, steps=6, optimizer="adam", lr=0.02, init="noise",
+    adam = style_transfer(content, style, size=32, steps=3, optimizer="adam", lr=0.02, init="noise",
                           progress=False)
     assert adam.history[-1] < adam.history[0]
     with pytest.raises(ValueError, match="style_weight must be a number >= 0"):
