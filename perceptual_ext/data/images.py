@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -64,6 +64,27 @@ def center_resize(image: Tensor, size: int) -> Tensor:
     return out[0].clamp_(0, 1)
 
 
+def image_grid(images, padding: int = 2, pad_value: float = 1.0) -> Tensor:
+    """Images [C, H, W] (or [1, C, H, W]) side by side in one row, ``padding`` pixels apart.
+
+    Images of different heights are top-aligned; grayscale ones are repeated to RGB when the row
+    mixes channel counts.
+    """
+    images = [im[0] if im.dim() == 4 else im for im in images]
+    if not images:
+        raise ValueError("images must hold at least one image")
+    channels = max(im.shape[0] for im in images)
+    images = [im.expand(channels, -1, -1) if im.shape[0] == 1 else im for im in images]
+    height = max(im.shape[1] for im in images)
+    width = sum(im.shape[2] for im in images) + padding * (len(images) - 1)
+    grid = images[0].new_full((channels, height, width), pad_value)
+    left = 0
+    for im in images:
+        grid[:, :im.shape[1], left:left + im.shape[2]] = im
+        left += im.shape[2] + padding
+    return grid
+
+
 def load_image(path: str, channels: Optional[int] = 3) -> Tensor:
     """Read an image file (PNG, JPEG, ...) as a float tensor [C, H, W] in [0, 1].
 
@@ -106,16 +127,37 @@ def save_image(image: Tensor, path: str, overwrite: bool = True) -> str:
         raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
     array = (image.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    return write_atomic(path, pil.save)
+
+
+def write_atomic(path: str, write: Callable[[str], object]) -> str:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    A reader never sees a half-written file and a failed write leaves nothing behind. The
+    temporary file keeps ``path``'s suffix (Pillow picks the format from it).
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = os.path.splitext(path)[1] or ".png"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     os.close(fd)
     try:
-        pil.save(tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def save_text(text: str, path: str, overwrite: bool = True) -> str:
+    """Write ``text`` (UTF-8) to ``path`` atomically; ``overwrite=False`` refuses an existing file."""
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return write_atomic(path, write)
