@@ -108,6 +108,8 @@ def main(argv=None):
         rows.append([result.crops[0].cpu(), result.mean[0].cpu()] + [result.images[n][0].cpu() for n in names])
     seconds = time.perf_counter() - start
 
+    if not args.vgg_weights:  # without weights "vgg" is the random VGG16 too
+        LABELS["vgg"] = LABELS["vgg_random"]
     columns = ["target_crop", "init_mean"] + names
     summary = {}
     for column in columns:
