@@ -17,7 +17,7 @@ def _to_tensor(array: np.ndarray, channels: Optional[int]) -> Tensor:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.dtype == np.uint8:
-        t = torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
+        t = torch.from_numpy(np.require(array, requirements=["C", "W"])).float().div_(255.0)
     elif array.dtype == np.uint16:
         t = torch.from_numpy(array.astype(np.float32) / 65535.0)
     else:
