@@ -42,7 +42,9 @@ def _extension():
     with_cuda = _want_cuda()
     portable = os.environ.get("PERCEPTUAL_EXT_PORTABLE", "0") == "1"
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-fopenmp", f'-DPERCEPTUAL_EXT_VERSION="{VERSION}"']
+    # No errno or FP-exception flags are read anywhere: without them, loops with sqrt/division and
+    # branch-free selects (the template-matching epilogue) vectorize.
+    cxx = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", f'-DPERCEPTUAL_EXT_VERSION="{VERSION}"']
     if not portable:
         cxx.append("-march=native")
     define_macros = []

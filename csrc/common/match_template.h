@@ -19,6 +19,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/macros.h"
 
@@ -31,35 +32,56 @@ enum class Method : int { kCorr = 0, kZeroMeanCorr = 1, kSsd = 2, kNcc = 3, kSsd
 constexpr double kFlatTolerance = 64.0 * 2.220446049250313e-16;
 
 // The score is defined with the per-channel zero-mean template.
-PE_HOST_DEVICE PE_INLINE bool zero_mean_template(Method m) {
+PE_HOST_DEVICE constexpr bool zero_mean_template(Method m) {
   return m == Method::kZeroMeanCorr || m == Method::kNcc;
 }
 // The forward cross term is computed with the centred template, also for ssd: its float32 sum is
 // then small and S2 - 2X + G2 is restored in double as X = X' + sum_c mean(g_c) S1_c, instead of
 // cancelling large float32 terms.
-PE_HOST_DEVICE PE_INLINE bool centred_cross(Method m) {
+PE_HOST_DEVICE constexpr bool centred_cross(Method m) {
   return zero_mean_template(m) || m == Method::kSsd || m == Method::kSsdNormed;
 }
 // Needs the per-channel window sums S1_c.
-PE_HOST_DEVICE PE_INLINE bool needs_sum(Method m) { return centred_cross(m); }
+PE_HOST_DEVICE constexpr bool needs_sum(Method m) { return centred_cross(m); }
 // Needs the window energy S2.
-PE_HOST_DEVICE PE_INLINE bool needs_energy(Method m) {
+PE_HOST_DEVICE constexpr bool needs_energy(Method m) {
   return m == Method::kSsd || m == Method::kNcc || m == Method::kSsdNormed || m == Method::kCorrNormed;
 }
 
-// Sum over the h x w box with top-left (y, x) of a summed-area table with row stride `stride`
-// (the table has one leading zero row and column: sat[(y)*stride + x] = sum of rows < y, cols < x).
-PE_HOST_DEVICE PE_INLINE double box_sum(const double* sat, int64_t stride, int64_t y, int64_t x, int64_t h,
-                                        int64_t w) {
-  return sat[(y + h) * stride + (x + w)] - sat[y * stride + (x + w)] - sat[(y + h) * stride + x] +
-         sat[y * stride + x];
+// The boxes of size h x w whose top-left corners lie on row y of a summed-area table with row
+// stride `stride` (the table has one leading zero row and column: sat[y * stride + x] = sum of
+// rows < y, cols < x). Corner rows as pointers, so that a loop over x is a plain array loop.
+struct BoxRow {
+  const double* bottom_right;  // sat row y + h, from column w
+  const double* top_right;     // sat row y, from column w
+  const double* bottom_left;   // sat row y + h
+  const double* top_left;      // sat row y
+
+  PE_HOST_DEVICE double sum(int64_t x) const { return bottom_right[x] - top_right[x] - bottom_left[x] + top_left[x]; }
+  // Magnitude of the four corners read by sum(x): the scale of its rounding error.
+  PE_HOST_DEVICE double magnitude(int64_t x) const {
+    return fabs(bottom_right[x]) + fabs(top_right[x]) + fabs(bottom_left[x]) + fabs(top_left[x]);
+  }
+};
+
+// Boxes of width w between two table rows h apart (any table with the leading zero column,
+// also one accumulated from a later starting row: the box sums are the same).
+PE_HOST_DEVICE PE_INLINE BoxRow box_between(const double* top, const double* bottom, int64_t w) {
+  return BoxRow{bottom + w, top + w, bottom, top};
 }
 
-// Magnitude of the four corners read by box_sum: the scale of its rounding error.
+PE_HOST_DEVICE PE_INLINE BoxRow box_row(const double* sat, int64_t stride, int64_t y, int64_t h, int64_t w) {
+  return box_between(sat + y * stride, sat + (y + h) * stride, w);
+}
+
+PE_HOST_DEVICE PE_INLINE double box_sum(const double* sat, int64_t stride, int64_t y, int64_t x, int64_t h,
+                                        int64_t w) {
+  return box_row(sat, stride, y, h, w).sum(x);
+}
+
 PE_HOST_DEVICE PE_INLINE double box_magnitude(const double* sat, int64_t stride, int64_t y, int64_t x, int64_t h,
                                               int64_t w) {
-  return fabs(sat[(y + h) * stride + (x + w)]) + fabs(sat[y * stride + (x + w)]) +
-         fabs(sat[(y + h) * stride + x]) + fabs(sat[y * stride + x]);
+  return box_row(sat, stride, y, h, w).magnitude(x);
 }
 
 // Statistics of one image window.
@@ -104,36 +126,83 @@ PE_HOST_DEVICE PE_INLINE TemplateStats template_stats(double energy, double vari
   return TemplateStats{energy, variance, kFlatTolerance * energy, kFlatTolerance * energy};
 }
 
+// Read access to the summed-area tables of one batch: sat1 [N, C, H+1, W+1] (per channel, or
+// nullptr when the method needs no S1_c) and sat2 [N, 1, H+1, W+1] (sum_c f_c^2, or nullptr).
+struct WindowTables {
+  const double* sat1;
+  const double* sat2;
+  int64_t channels, stride, plane, h, w;
+
+  PE_HOST_DEVICE double sum(int64_t n, int64_t c, int64_t y, int64_t x) const {  // S1_c
+    return box_sum(sat1 + (n * channels + c) * plane, stride, y, x, h, w);
+  }
+  PE_HOST_DEVICE WindowStats stats(int64_t n, int64_t y, int64_t x) const {
+    WindowAccumulator acc;
+    const double inv_m = 1.0 / static_cast<double>(h * w);
+    if (sat1 != nullptr) {
+      for (int64_t c = 0; c < channels; ++c) {
+        const double* t = sat1 + (n * channels + c) * plane;
+        acc.add_channel(box_sum(t, stride, y, x, h, w), box_magnitude(t, stride, y, x, h, w), inv_m);
+      }
+    }
+    if (sat2 == nullptr) return acc.finish(0.0, 0.0);
+    const double* t = sat2 + n * plane;
+    return acc.finish(box_sum(t, stride, y, x, h, w), box_magnitude(t, stride, y, x, h, w));
+  }
+  // The method's cross term X = X' + sum_c rho_c S1_c (see prepare_template); X' where the cross
+  // term was not computed with a shifted template (sat1 == nullptr).
+  PE_HOST_DEVICE double restored_cross(double x_value, const double* rho_k, int64_t n, int64_t y, int64_t x) const {
+    if (sat1 == nullptr) return x_value;
+    for (int64_t c = 0; c < channels; ++c) x_value += rho_k[c] * sum(n, c, y, x);
+    return x_value;
+  }
+};
+
 PE_HOST_DEVICE PE_INLINE double clamp_unit(double v) { return v > 1.0 ? 1.0 : (v < -1.0 ? -1.0 : v); }
 
-// Score of one window against one template from the cross term X.
-PE_HOST_DEVICE PE_INLINE double score(Method method, double x, const WindowStats& f, const TemplateStats& g) {
-  switch (method) {
-    case Method::kCorr:
-    case Method::kZeroMeanCorr:
-      return x;
-    case Method::kSsd: {
-      const double d = f.energy - 2.0 * x + g.energy;
-      return d > 0.0 ? d : 0.0;
-    }
-    case Method::kNcc: {
-      const bool flat_f = f.variance <= f.var_tol, flat_g = g.variance <= g.var_tol;
-      if (flat_f || flat_g) return (flat_f && flat_g) ? 1.0 : 0.0;
-      return clamp_unit(x / sqrt(f.variance * g.variance));
-    }
-    case Method::kCorrNormed: {
-      const bool flat_f = f.energy <= f.energy_tol, flat_g = g.energy <= g.energy_tol;
-      if (flat_f || flat_g) return (flat_f && flat_g) ? 1.0 : 0.0;
-      return clamp_unit(x / sqrt(f.energy * g.energy));
-    }
-    case Method::kSsdNormed: {
-      const bool flat_f = f.energy <= f.energy_tol, flat_g = g.energy <= g.energy_tol;
-      if (flat_f || flat_g) return (flat_f && flat_g) ? 0.0 : 1.0;
-      const double d = f.energy - 2.0 * x + g.energy;
-      return (d > 0.0 ? d : 0.0) / sqrt(f.energy * g.energy);
-    }
+// Score of one window against one template from the cross term X, for a method known at compile
+// time. Branch-free (selects, not returns), so that a loop over windows vectorizes on the CPU;
+// the discarded operand of a select may be inf/NaN (division by a flat statistic), never returned.
+template <Method M>
+PE_HOST_DEVICE PE_INLINE double score_of(double x, const WindowStats& f, const TemplateStats& g) {
+  if constexpr (M == Method::kCorr || M == Method::kZeroMeanCorr) {
+    return x;
+  } else if constexpr (M == Method::kSsd) {
+    const double d = f.energy - 2.0 * x + g.energy;
+    return d > 0.0 ? d : 0.0;
+  } else if constexpr (M == Method::kNcc) {
+    const bool flat_f = f.variance <= f.var_tol, flat_g = g.variance <= g.var_tol;
+    const double r = clamp_unit(x / sqrt(f.variance * g.variance));
+    return flat_f ? (flat_g ? 1.0 : 0.0) : (flat_g ? 0.0 : r);
+  } else if constexpr (M == Method::kCorrNormed) {
+    const bool flat_f = f.energy <= f.energy_tol, flat_g = g.energy <= g.energy_tol;
+    const double r = clamp_unit(x / sqrt(f.energy * g.energy));
+    return flat_f ? (flat_g ? 1.0 : 0.0) : (flat_g ? 0.0 : r);
+  } else {  // kSsdNormed
+    const bool flat_f = f.energy <= f.energy_tol, flat_g = g.energy <= g.energy_tol;
+    const double d = f.energy - 2.0 * x + g.energy;
+    const double r = (d > 0.0 ? d : 0.0) / sqrt(f.energy * g.energy);
+    return flat_f ? (flat_g ? 0.0 : 1.0) : (flat_g ? 1.0 : r);
   }
-  return 0.0;
+}
+
+// Calls fn(std::integral_constant<Method, M>{}) for the runtime method: one instantiation of a
+// per-method loop each, with the method's branch hoisted out of the loop.
+template <typename Fn>
+PE_HOST_DEVICE PE_INLINE auto dispatch_method(Method method, Fn&& fn) {
+  switch (method) {
+    case Method::kCorr: return fn(std::integral_constant<Method, Method::kCorr>{});
+    case Method::kZeroMeanCorr: return fn(std::integral_constant<Method, Method::kZeroMeanCorr>{});
+    case Method::kSsd: return fn(std::integral_constant<Method, Method::kSsd>{});
+    case Method::kNcc: return fn(std::integral_constant<Method, Method::kNcc>{});
+    case Method::kSsdNormed: return fn(std::integral_constant<Method, Method::kSsdNormed>{});
+    case Method::kCorrNormed: break;
+  }
+  return fn(std::integral_constant<Method, Method::kCorrNormed>{});
+}
+
+PE_HOST_DEVICE PE_INLINE double score(Method method, double x, const WindowStats& f, const TemplateStats& g) {
+  return dispatch_method(method, [&](auto m) { return score_of<decltype(m)::value>(x, f, g); });
 }
 
 // Partial derivatives of score() with respect to X, the window statistic (S2, or V_f for ncc)

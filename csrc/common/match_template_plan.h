@@ -30,9 +30,9 @@ inline Method parse_method(const std::string& name) {
 struct DeviceKernels {
   // out[n, o] = sum_i valid-correlation(input[n, i], weight[o, i])
   at::Tensor (*direct_xcorr)(const at::Tensor& input, const at::Tensor& weight);
-  // cross -> score, in place.
-  void (*epilogue)(at::Tensor& cross, const at::Tensor& sat1, const at::Tensor& sat2, const at::Tensor& templ_stats,
-                   const at::Tensor& rho, Method method, int64_t h, int64_t w);
+  // cross -> score, in place, with the window statistics of `image` (contiguous [N, C, H, W]).
+  void (*epilogue)(at::Tensor& cross, const at::Tensor& image, const at::Tensor& templ_stats, const at::Tensor& rho,
+                   Method method, int64_t h, int64_t w);
   // From grad and the cross term: fills d_cross = grad * dscore/dX (input dtype, [N,K,Ho,Wo]) and
   // d_window [N,1,Ho,Wo] float64 = sum_k grad * dscore/dS2 (or dV_f for ncc); returns partial sums
   // [R, K] float64 (R chosen by the device, no atomics) of grad * dscore/dG2 (or dV_g for ncc).
@@ -78,6 +78,19 @@ inline at::Tensor box_sums_adjoint(const at::Tensor& windows, int64_t h, int64_t
   return box_sums(summed_area_table(padded), h, w);
 }
 
+// Pointers and strides of the tables for the kernels (null where the method needs no table).
+inline WindowTables window_tables_view(const at::Tensor& sat1, const at::Tensor& sat2, int64_t channels, int64_t h,
+                                       int64_t w) {
+  const at::Tensor& any = sat1.defined() ? sat1 : sat2;
+  WindowTables t{sat1.defined() ? sat1.data_ptr<double>() : nullptr, sat2.defined() ? sat2.data_ptr<double>() : nullptr,
+                 channels, 0, 0, h, w};
+  if (any.defined()) {
+    t.stride = any.size(3);
+    t.plane = any.size(2) * any.size(3);
+  }
+  return t;
+}
+
 struct PreparedTemplate {
   at::Tensor used;   // [K, C, h, w] input dtype: the template the cross term X' is computed with
   at::Tensor stats;  // [K, 2] float64: G2 = sum g^2, V_g = sum (g - mean_c g)^2
@@ -106,22 +119,26 @@ inline PreparedTemplate prepare_template(const at::Tensor& templ, Method method,
   return p;
 }
 
-// Valid cross-correlation by FFT (any device): out[n, o] = sum_i f_i * conj(w_oi), transformed
-// back in chunks of output channels to bound the spectral buffer. Computed in the input's dtype
-// on the image minus its per-plane mean (the transform's rounding scales with the signal's
-// norm, so this keeps float32 accurate on bright, low-contrast images); the mean's share,
-// mean_i * sum(w_oi), is added back in float64.
+// Valid cross-correlation by FFT (any device): out[n, o] = sum_i f_i (*) w_oi, as the circular
+// convolution with the flipped template (no conjugate to materialize) read at offset (h-1, w-1),
+// where no wrap-around reaches for transform sizes >= the image's. The template's transform skips
+// its zero padding (rows first, then columns). Products are transformed back in chunks of output
+// channels to bound the spectral buffer. Computed in the input's dtype on the image minus its
+// per-plane mean (the transform's rounding scales with the signal's norm, so this keeps float32
+// accurate on bright, low-contrast images); the mean's share, mean_i * sum(w_oi), is added back.
 inline at::Tensor fft_xcorr(const at::Tensor& input, const at::Tensor& weight) {
   const int64_t n = input.size(0), ci = input.size(1), o = weight.size(0);
-  const int64_t oh = input.size(2) - weight.size(2) + 1, ow = input.size(3) - weight.size(3) + 1;
+  const int64_t h = weight.size(2), w = weight.size(3);
+  const int64_t oh = input.size(2) - h + 1, ow = input.size(3) - w + 1;
   const int64_t fh = fft_size(input.size(2)), fw = fft_size(input.size(3));
   auto out = at::empty({n, o, oh, ow}, input.options());
   if (out.numel() == 0) return out;
-  const auto plane_mean = input.to(at::kDouble).mean({2, 3});  // [N, I]
-  const auto centred = input - plane_mean.to(input.scalar_type()).view({n, ci, 1, 1});
-  const auto mean_share = at::mm(plane_mean, weight.to(at::kDouble).sum({2, 3}).t());  // [N, O]
+  const auto plane_mean = input.mean({2, 3}, /*keepdim=*/true);  // [N, I, 1, 1], the value subtracted
+  const auto centred = input - plane_mean;
+  const auto mean_share = at::mm(plane_mean.view({n, ci}).to(at::kDouble), weight.to(at::kDouble).sum({2, 3}).t())
+                              .to(input.scalar_type());  // [N, O]
   const auto fi = at::fft_rfft2(centred, c10::IntArrayRef{fh, fw});
-  const auto fwt = at::fft_rfft2(weight, c10::IntArrayRef{fh, fw}).conj_physical();
+  const auto fwt = at::fft_fft(at::fft_rfft(weight.flip({2, 3}), fw, -1), fh, -2);
   constexpr int64_t kChunkElements = int64_t(1) << 23;
   const int64_t chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, n * fh * fw));
   for (int64_t o0 = 0; o0 < o; o0 += chunk) {
@@ -132,8 +149,9 @@ inline at::Tensor fft_xcorr(const at::Tensor& input, const at::Tensor& weight) {
       prod = i == 0 ? term : prod.add_(term);
     }
     const auto spatial = at::fft_irfft2(prod, c10::IntArrayRef{fh, fw});
-    const auto share = mean_share.narrow(1, o0, oc).view({n, oc, 1, 1});
-    out.narrow(1, o0, oc).copy_(spatial.narrow(2, 0, oh).narrow(3, 0, ow).to(at::kDouble) + share);
+    auto out_chunk = out.narrow(1, o0, oc);
+    at::add_out(out_chunk, spatial.narrow(2, h - 1, oh).narrow(3, w - 1, ow),
+                mean_share.narrow(1, o0, oc).view({n, oc, 1, 1}));
   }
   return out;
 }
@@ -177,8 +195,7 @@ inline at::Tensor forward(const at::Tensor& image_in, const at::Tensor& templ_in
   const auto prepared = prepare_template(templ_in, method, centred_cross(method));
   auto out = xcorr(image, prepared.used, k);
   if (out.numel() == 0) return out;
-  const auto tables = window_tables(image, method, k);
-  k.epilogue(out, tables.sat1, tables.sat2, prepared.stats, prepared.rho, method, h, w);
+  k.epilogue(out, image, prepared.stats, prepared.rho, method, h, w);
   return out;
 }
 

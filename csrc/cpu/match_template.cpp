@@ -1,13 +1,8 @@
 // Template matching, CPU: a register-blocked direct correlation (several templates x several
 // vectors of output columns per inner loop, at::vec FMAs) for small templates, the FFT path of
 // common/match_template_plan.h for large ones, and per-row epilogue/partials over SAT statistics.
-// at::vec picks its SIMD implementation from CPU_CAPABILITY_* macros, which ATen sets only for its
-// own per-ISA builds: select the one this translation unit is compiled for (-march=native), or
-// the portable generic one.
-#if !defined(CPU_CAPABILITY) && defined(__AVX2__) && defined(__FMA__)
-#define CPU_CAPABILITY AVX2
-#define CPU_CAPABILITY_AVX2
-#endif
+
+#include "cpu/simd.h"  // before any ATen header
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -112,61 +107,62 @@ at::Tensor direct_xcorr_cpu(const at::Tensor& input, const at::Tensor& weight) {
   return out;
 }
 
-// Window statistics of a whole output row (n, y): S1_c per column into s1[c * out_w + x] and
-// the WindowStats of every column, in loops over x that the compiler vectorizes.
-struct RowStatistics {
-  const double* sat1;  // [N, C, H+1, W+1] or nullptr
-  const double* sat2;  // [N, 1, H+1, W+1] or nullptr
-  int64_t channels, stride, plane, h, w, out_w;
-
-  void row(int64_t n, int64_t y, double* s1, double* sum_sq, double* sum_tol, match::WindowStats* out) const {
-    const double inv_m = 1.0 / static_cast<double>(h * w);
-    std::fill(sum_sq, sum_sq + out_w, 0.0);
-    std::fill(sum_tol, sum_tol + out_w, 0.0);
-    if (sat1 != nullptr) {
-      for (int64_t c = 0; c < channels; ++c) {
-        const double* t = sat1 + (n * channels + c) * plane;
-        double* s = s1 + c * out_w;
-        for (int64_t x = 0; x < out_w; ++x) {
-          s[x] = match::box_sum(t, stride, y, x, h, w);
-          match::WindowAccumulator acc{sum_sq[x], sum_tol[x]};
-          acc.add_channel(s[x], match::box_magnitude(t, stride, y, x, h, w), inv_m);
-          sum_sq[x] = acc.sum_sq_over_m;
-          sum_tol[x] = acc.sum_tol;
-        }
-      }
-    }
-    const double* t = sat2 != nullptr ? sat2 + n * plane : nullptr;
-    for (int64_t x = 0; x < out_w; ++x) {
-      const match::WindowAccumulator acc{sum_sq[x], sum_tol[x]};
-      out[x] = t != nullptr ? acc.finish(match::box_sum(t, stride, y, x, h, w), match::box_magnitude(t, stride, y, x, h, w))
-                            : acc.finish(0.0, 0.0);
-    }
+// Loops over the windows of one output row. Free functions with restrict-qualified parameters
+// (GCC ignores restrict on locals): the tables and the row arrays never alias, so they vectorize.
+void add_channel_row(const match::BoxRow box, double inv_m, int64_t out_w, double* __restrict s1,
+                     double* __restrict sum_sq, double* __restrict sum_tol) {
+  for (int64_t x = 0; x < out_w; ++x) {
+    s1[x] = box.sum(x);
+    match::WindowAccumulator acc{sum_sq[x], sum_tol[x]};
+    acc.add_channel(s1[x], box.magnitude(x), inv_m);
+    sum_sq[x] = acc.sum_sq_over_m;
+    sum_tol[x] = acc.sum_tol;
   }
-};
-
-// Per-task scratch for one output row.
-struct RowScratch {
-  std::vector<double> s1, sum_sq, sum_tol;
-  std::vector<match::WindowStats> stats;
-  RowScratch(int64_t channels, int64_t out_w)
-      : s1(std::max<int64_t>(channels, 1) * out_w), sum_sq(out_w), sum_tol(out_w), stats(out_w) {}
-  void fill(const RowStatistics& r, int64_t n, int64_t y) {
-    r.row(n, y, s1.data(), sum_sq.data(), sum_tol.data(), stats.data());
-  }
-};
-
-RowStatistics row_statistics(const at::Tensor& sat1, const at::Tensor& sat2, int64_t channels, int64_t h, int64_t w,
-                             int64_t out_w) {
-  const at::Tensor& any = sat1.defined() ? sat1 : sat2;
-  RowStatistics r{sat1.defined() ? sat1.data_ptr<double>() : nullptr, sat2.defined() ? sat2.data_ptr<double>() : nullptr,
-                  channels, 0, 0, h, w, out_w};
-  if (any.defined()) {
-    r.stride = any.size(3);
-    r.plane = any.size(2) * any.size(3);
-  }
-  return r;
 }
+
+// Finishes the row's statistics with S2 from the energy table `box` (or S2 = 0 without one).
+template <bool with_energy>
+void finish_row(const match::BoxRow box, int64_t out_w, const double* __restrict sum_sq,
+                const double* __restrict sum_tol, double* __restrict energy, double* __restrict variance,
+                double* __restrict energy_tol, double* __restrict var_tol) {
+  for (int64_t x = 0; x < out_w; ++x) {
+    const match::WindowAccumulator acc{sum_sq[x], sum_tol[x]};
+    const auto f = with_energy ? acc.finish(box.sum(x), box.magnitude(x)) : acc.finish(0.0, 0.0);
+    energy[x] = f.energy;
+    variance[x] = f.variance;
+    energy_tol[x] = f.energy_tol;
+    var_tol[x] = f.var_tol;
+  }
+}
+
+// Window statistics of a whole output row as arrays over x (WindowTables::stats computed channel
+// by channel), from the boxes of that row in each channel's table and in the energy table.
+struct StatisticsRow {
+  std::vector<double> s1;  // S1_c at [c * out_w + x] (when the method needs it)
+  std::vector<double> sum_sq, sum_tol, energy, variance, energy_tol, var_tol;
+
+  StatisticsRow(int64_t channels, int64_t out_w)
+      : s1(channels * out_w), sum_sq(out_w), sum_tol(out_w), energy(out_w), variance(out_w), energy_tol(out_w),
+        var_tol(out_w) {}
+
+  // channel_boxes: `channels` boxes, or nullptr; energy_box: nullptr where S2 is not needed.
+  void fill(const match::BoxRow* channel_boxes, int64_t channels, const match::BoxRow* energy_box, double inv_m,
+            int64_t out_w) {
+    std::fill(sum_sq.begin(), sum_sq.end(), 0.0);
+    std::fill(sum_tol.begin(), sum_tol.end(), 0.0);
+    if (channel_boxes != nullptr) {
+      for (int64_t c = 0; c < channels; ++c)
+        add_channel_row(channel_boxes[c], inv_m, out_w, s1.data() + c * out_w, sum_sq.data(), sum_tol.data());
+    }
+    if (energy_box != nullptr) {
+      finish_row<true>(*energy_box, out_w, sum_sq.data(), sum_tol.data(), energy.data(), variance.data(),
+                       energy_tol.data(), var_tol.data());
+    } else {
+      finish_row<false>(match::BoxRow{}, out_w, sum_sq.data(), sum_tol.data(), energy.data(), variance.data(),
+                        energy_tol.data(), var_tol.data());
+    }
+  }
+};
 
 std::vector<match::TemplateStats> template_stats(const at::Tensor& stats) {
   const auto s = stats.contiguous();
@@ -176,56 +172,118 @@ std::vector<match::TemplateStats> template_stats(const at::Tensor& stats) {
   return out;
 }
 
-// The method's cross term X = X' + sum_c rho_c S1_c (s1 strided by out_w).
-inline double restored_cross(double x, const double* rho_k, const double* s1, int64_t s1_stride, int64_t channels,
-                             bool centred) {
-  if (!centred) return x;
-  for (int64_t c = 0; c < channels; ++c) x += rho_k[c] * s1[c * s1_stride];
-  return x;
+// dst[x] += src[x] (restrict parameters: vectorized).
+void add_row(const double* __restrict src, double* __restrict dst, int64_t count) {
+  for (int64_t x = 0; x < count; ++x) dst[x] += src[x];
 }
 
-void epilogue_cpu(at::Tensor& cross, const at::Tensor& sat1, const at::Tensor& sat2, const at::Tensor& templ_stats,
-                  const at::Tensor& rho, Method method, int64_t h, int64_t w) {
-  if (method == Method::kCorr) return;
-  const int64_t n = cross.size(0), kk = cross.size(1), out_h = cross.size(2), out_w = cross.size(3);
-  const int64_t channels = rho.size(1);
-  const auto stats = row_statistics(sat1, sat2, channels, h, w, out_w);
-  const auto tstats = template_stats(templ_stats);
-  const auto rho_c = rho.contiguous();
-  const double* rho_p = rho_c.data_ptr<double>();
-  const bool centred = sat1.defined();  // restore X from X' (rho is zero where nothing to restore)
-  AT_DISPATCH_FLOATING_TYPES(cross.scalar_type(), "match_template_epilogue_cpu", [&] {
-    scalar_t* out = cross.data_ptr<scalar_t>();
-    at::parallel_for(0, n * out_h, 4, [&](int64_t begin, int64_t end) {
-      RowScratch scratch(channels, out_w);
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t nn = r / out_h, y = r % out_h;
-        scratch.fill(stats, nn, y);
+// Row y of what a table sums -- channel c of `image_n` ([C, H, W]), or sum_c f_c^2 when
+// c == channels -- as prefix sums t[0] = 0, t[x + 1] = sum_{x' <= x} v[x'], in double.
+template <typename scalar_t>
+void prefix_row(const scalar_t* image_n, int64_t channels, int64_t c, int64_t in_h, int64_t in_w, int64_t y,
+                double* scratch, double* t) {
+  if (c < channels) {
+    const scalar_t* src = image_n + (c * in_h + y) * in_w;
+    for (int64_t x = 0; x < in_w; ++x) scratch[x] = static_cast<double>(src[x]);
+  } else {
+    std::fill(scratch, scratch + in_w, 0.0);
+    for (int64_t cc = 0; cc < channels; ++cc) {
+      const scalar_t* src = image_n + (cc * in_h + y) * in_w;
+      for (int64_t x = 0; x < in_w; ++x) {
+        const double v = static_cast<double>(src[x]);
+        scratch[x] += v * v;
+      }
+    }
+  }
+  double run = 0.0;
+  t[0] = 0.0;
+  for (int64_t x = 0; x < in_w; ++x) {
+    run += scratch[x];
+    t[x + 1] = run;
+  }
+}
+
+// The forward epilogue of one method, fused with the window statistics: no table of the image
+// is stored. Each task takes a strip of output rows [y0, y1) of one image and accumulates the
+// tables it needs from input row y0 on (a table started at a later row gives the same box sums,
+// with smaller corners, so a tighter rounding bound), keeping the last h + 1 rows in a ring.
+// When row i + h is in, output row y0 + i gets its statistics, once for all K templates, then
+// per template a branch-free loop over the row (X = X' + sum_c rho_c S1_c, score_of<M>).
+template <Method M, typename scalar_t>
+void epilogue_strips(scalar_t* out, const scalar_t* image, const std::vector<match::TemplateStats>& tstats,
+                     const double* rho, int64_t n, int64_t channels, int64_t in_h, int64_t in_w, int64_t kk, int64_t h,
+                     int64_t w) {
+  const int64_t out_h = in_h - h + 1, out_w = in_w - w + 1, stride = in_w + 1, slots = h + 1;
+  constexpr bool sums = match::needs_sum(M), energy = match::needs_energy(M);
+  const int64_t sum_tables = sums ? channels : 0, tables = sum_tables + (energy ? 1 : 0);
+  const double inv_m = 1.0 / static_cast<double>(h * w);
+  // About two tasks per thread; a strip re-accumulates h - 1 rows of its predecessor, so not
+  // much shorter than the template.
+  const int64_t strips_per_image = std::max<int64_t>(1, (2 * at::get_num_threads() + n - 1) / n);
+  const int64_t strip = std::max<int64_t>(2 * h, (out_h + strips_per_image - 1) / strips_per_image);
+  const int64_t strips = (out_h + strip - 1) / strip;
+  at::parallel_for(0, n * strips, 1, [&](int64_t begin, int64_t end) {
+    std::vector<double> ring(tables * slots * stride), scratch(in_w), cross(out_w);
+    std::vector<match::BoxRow> boxes(tables);
+    StatisticsRow row(sum_tables, out_w);
+    auto slot = [&](int64_t q, int64_t r) { return ring.data() + (q * slots + r % slots) * stride; };
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t nn = task / strips, y0 = (task % strips) * strip, y1 = std::min(out_h, y0 + strip);
+      const scalar_t* image_n = image + nn * channels * in_h * in_w;
+      for (int64_t q = 0; q < tables; ++q) std::fill(slot(q, 0), slot(q, 0) + stride, 0.0);
+      for (int64_t r = 1; r <= y1 - y0 + h - 1; ++r) {  // local table row r sums input rows [y0, y0 + r)
+        for (int64_t q = 0; q < tables; ++q) {
+          prefix_row(image_n, channels, q < sum_tables ? q : channels, in_h, in_w, y0 + r - 1, scratch.data(),
+                     slot(q, r));
+          add_row(slot(q, r - 1), slot(q, r), stride);
+        }
+        const int64_t i = r - h;
+        if (i < 0) continue;
+        for (int64_t q = 0; q < tables; ++q) boxes[q] = match::box_between(slot(q, i), slot(q, r), w);
+        row.fill(sums ? boxes.data() : nullptr, sum_tables, energy ? boxes.data() + sum_tables : nullptr, inv_m, out_w);
+        const int64_t y = y0 + i;
         for (int64_t k = 0; k < kk; ++k) {
           scalar_t* v = out + ((nn * kk + k) * out_h + y) * out_w;
-          const double* rho_k = rho_p + k * channels;
+          for (int64_t x = 0; x < out_w; ++x) cross[x] = static_cast<double>(v[x]);
+          for (int64_t c = 0; c < sum_tables; ++c) {
+            const double rho_kc = rho[k * channels + c];
+            const double* s = row.s1.data() + c * out_w;
+            for (int64_t x = 0; x < out_w; ++x) cross[x] += rho_kc * s[x];
+          }
           const match::TemplateStats g = tstats[k];
           for (int64_t x = 0; x < out_w; ++x) {
-            const double xc =
-                restored_cross(static_cast<double>(v[x]), rho_k, scratch.s1.data() + x, out_w, channels, centred);
-            v[x] = static_cast<scalar_t>(match::score(method, xc, scratch.stats[x], g));
+            const match::WindowStats f{row.energy[x], row.variance[x], row.energy_tol[x], row.var_tol[x]};
+            v[x] = static_cast<scalar_t>(match::score_of<M>(cross[x], f, g));
           }
         }
       }
+    }
+  });
+}
+
+void epilogue_cpu(at::Tensor& cross, const at::Tensor& image, const at::Tensor& templ_stats, const at::Tensor& rho,
+                  Method method, int64_t h, int64_t w) {
+  if (method == Method::kCorr) return;
+  const auto tstats = template_stats(templ_stats);
+  const auto rho_c = rho.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(cross.scalar_type(), "match_template_epilogue_cpu", [&] {
+    match::dispatch_method(method, [&](auto m) {
+      epilogue_strips<decltype(m)::value>(cross.data_ptr<scalar_t>(), image.data_ptr<scalar_t>(), tstats,
+                                          rho_c.data_ptr<double>(), image.size(0), image.size(1), image.size(2),
+                                          image.size(3), cross.size(1), h, w);
     });
   });
 }
 
+// Backward partials, one window at a time (the backward pass is dominated by its correlations).
 at::Tensor partials_cpu(const at::Tensor& grad, const at::Tensor& cross, const at::Tensor& sat1, const at::Tensor& sat2,
                         const at::Tensor& templ_stats, const at::Tensor& rho, Method method, int64_t h, int64_t w,
                         at::Tensor& d_cross, at::Tensor& d_window) {
   const int64_t n = cross.size(0), kk = cross.size(1), out_h = cross.size(2), out_w = cross.size(3);
-  const int64_t channels = rho.size(1);
-  const auto stats = row_statistics(sat1, sat2, channels, h, w, out_w);
+  const auto tables = match::window_tables_view(sat1, sat2, rho.size(1), h, w);
   const auto tstats = template_stats(templ_stats);
   const auto rho_c = rho.contiguous();
   const double* rho_p = rho_c.data_ptr<double>();
-  const bool centred = sat1.defined();  // restore X from X' (rho is zero where nothing to restore)
   auto d_templ_rows = at::zeros({n * out_h, kk}, cross.options().dtype(at::kDouble));
   double* dt = d_templ_rows.data_ptr<double>();
   double* dw = d_window.data_ptr<double>();
@@ -234,17 +292,14 @@ at::Tensor partials_cpu(const at::Tensor& grad, const at::Tensor& cross, const a
     const scalar_t* g_p = grad.data_ptr<scalar_t>();
     scalar_t* dx = d_cross.data_ptr<scalar_t>();
     at::parallel_for(0, n * out_h, 4, [&](int64_t begin, int64_t end) {
-      RowScratch scratch(channels, out_w);
       for (int64_t r = begin; r < end; ++r) {
         const int64_t nn = r / out_h, y = r % out_h;
-        scratch.fill(stats, nn, y);
         for (int64_t x = 0; x < out_w; ++x) {
-          const auto& f = scratch.stats[x];
+          const auto f = tables.stats(nn, y, x);
           double window = 0.0;
           for (int64_t k = 0; k < kk; ++k) {
             const int64_t i = ((nn * kk + k) * out_h + y) * out_w + x;
-            const double xc = restored_cross(static_cast<double>(x_p[i]), rho_p + k * channels,
-                                             scratch.s1.data() + x, out_w, channels, centred);
+            const double xc = tables.restored_cross(static_cast<double>(x_p[i]), rho_p + k * tables.channels, nn, y, x);
             const auto p = match::partials(method, xc, f, tstats[k]);
             const double g = static_cast<double>(g_p[i]);
             dx[i] = static_cast<scalar_t>(g * p.d_cross);
@@ -259,8 +314,11 @@ at::Tensor partials_cpu(const at::Tensor& grad, const at::Tensor& cross, const a
   return d_templ_rows;
 }
 
-// Summed-area tables in one sweep per plane (parallel over planes): sat1 of every channel, and
-// sat2 of sum_c f_c^2 accumulated across channels row by row, in double.
+// Summed-area tables in double: sat1 of every channel, and sat2 of sum_c f_c^2. Two parallel
+// passes, each over every table: row prefix sums (rows independent), then the running sum down
+// the columns (column blocks independent, vectorized). The same additions in the same order as
+// one sequential sweep t[y+1][x+1] = t[y][x+1] + prefix_x(row y), so the values do not depend on
+// the thread count.
 void tables_cpu(const at::Tensor& image, Method method, at::Tensor& sat1, at::Tensor& sat2) {
   const int64_t n = image.size(0), c = image.size(1), in_h = image.size(2), in_w = image.size(3);
   const int64_t stride = in_w + 1, plane = (in_h + 1) * stride;
@@ -269,50 +327,33 @@ void tables_cpu(const at::Tensor& image, Method method, at::Tensor& sat1, at::Te
   if (sums) sat1 = at::empty({n, c, in_h + 1, in_w + 1}, options);
   if (energy) sat2 = at::empty({n, 1, in_h + 1, in_w + 1}, options);
   if (!sums && !energy) return;
+  const int64_t sum_planes = sums ? n * c : 0, planes = sum_planes + (energy ? n : 0);
+  // Table p < sum_planes is sat1's plane p, else sat2's plane p - sum_planes.
+  auto table = [&](int64_t p) {
+    return p < sum_planes ? sat1.data_ptr<double>() + p * plane : sat2.data_ptr<double>() + (p - sum_planes) * plane;
+  };
   AT_DISPATCH_FLOATING_TYPES(image.scalar_type(), "match_template_tables_cpu", [&] {
     const scalar_t* f = image.data_ptr<scalar_t>();
-    double* t1 = sums ? sat1.data_ptr<double>() : nullptr;
-    double* t2 = energy ? sat2.data_ptr<double>() : nullptr;
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-      std::vector<double> row_sq(in_w);
-      for (int64_t nn = begin; nn < end; ++nn) {
-        if (sums) {
-          for (int64_t cc = 0; cc < c; ++cc) {
-            double* t = t1 + (nn * c + cc) * plane;
-            const scalar_t* src = f + (nn * c + cc) * in_h * in_w;
-            std::fill(t, t + stride, 0.0);
-            for (int64_t y = 0; y < in_h; ++y) {
-              double run = 0.0;
-              t[(y + 1) * stride] = 0.0;
-              for (int64_t x = 0; x < in_w; ++x) {
-                run += static_cast<double>(src[y * in_w + x]);
-                t[(y + 1) * stride + x + 1] = t[y * stride + x + 1] + run;
-              }
-            }
-          }
-        }
-        if (energy) {
-          double* t = t2 + nn * plane;
-          std::fill(t, t + stride, 0.0);
-          for (int64_t y = 0; y < in_h; ++y) {
-            std::fill(row_sq.begin(), row_sq.end(), 0.0);
-            for (int64_t cc = 0; cc < c; ++cc) {
-              const scalar_t* src = f + ((nn * c + cc) * in_h + y) * in_w;
-              for (int64_t x = 0; x < in_w; ++x) {
-                const double v = static_cast<double>(src[x]);
-                row_sq[x] += v * v;
-              }
-            }
-            double run = 0.0;
-            t[(y + 1) * stride] = 0.0;
-            for (int64_t x = 0; x < in_w; ++x) {
-              run += row_sq[x];
-              t[(y + 1) * stride + x + 1] = t[y * stride + x + 1] + run;
-            }
-          }
-        }
+    // Pass 1: t[y+1] = prefix sums of row y (of f_c, or of sum_c f_c^2).
+    at::parallel_for(0, planes * in_h, 16, [&](int64_t begin, int64_t end) {
+      std::vector<double> scratch(in_w);
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t p = r / in_h, y = r % in_h;
+        const int64_t nn = p < sum_planes ? p / c : p - sum_planes, cc = p < sum_planes ? p % c : c;
+        prefix_row(f + nn * c * in_h * in_w, c, cc, in_h, in_w, y, scratch.data(), table(p) + (y + 1) * stride);
       }
     });
+  });
+  // Pass 2: t[0][:] = 0, t[y+1][x] += t[y][x], down each block of columns.
+  constexpr int64_t kColumns = 256;
+  const int64_t blocks = (stride + kColumns - 1) / kColumns;
+  at::parallel_for(0, planes * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      double* t = table(b / blocks);
+      const int64_t x0 = (b % blocks) * kColumns, x1 = std::min(stride, x0 + kColumns);
+      std::fill(t + x0, t + x1, 0.0);
+      for (int64_t y = 1; y <= in_h; ++y) add_row(t + (y - 1) * stride + x0, t + y * stride + x0, x1 - x0);
+    }
   });
 }
 

@@ -5,19 +5,8 @@
 // segment x segment blocks (common/rff_patch.h), so every pixel of a tile feeds the same windows and nothing of size [N, F, H, W] ever exists.
 // Backward recomputes u the same way, turns it into sin(u) * (pooled gradient) in place (no cos)
 // for a block of pixels and multiplies that by the weight with BLAS.
-//
-// at::vec::Vectorized picks its SIMD width from CPU_CAPABILITY_* macros, which ATen sets only
-// for its own kernels; without them it is a scalar loop with std::cos. Set them from the flags
-// this file is compiled with (-march=native), before any ATen header, so cos/sin run Sleef.
-#if !defined(CPU_CAPABILITY)
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && defined(__FMA__)
-#define CPU_CAPABILITY AVX512
-#define CPU_CAPABILITY_AVX512
-#elif defined(__AVX2__) && defined(__FMA__)
-#define CPU_CAPABILITY AVX2
-#define CPU_CAPABILITY_AVX2
-#endif
-#endif
+
+#include "cpu/simd.h"  // before any ATen header
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>

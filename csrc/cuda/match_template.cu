@@ -45,49 +45,13 @@ __global__ void direct_xcorr_kernel(const scalar_t* __restrict__ in, const scala
   }
 }
 
-// Window statistics of window (n, y, x); S1_c is recomputed where the cross term needs it.
-struct WindowTables {
-  const double* sat1;
-  const double* sat2;
-  int64_t channels, stride, plane, h, w;
-
-  __device__ match::WindowStats stats(int64_t n, int64_t y, int64_t x) const {
-    match::WindowAccumulator acc;
-    const double inv_m = 1.0 / static_cast<double>(h * w);
-    if (sat1 != nullptr) {
-      for (int64_t c = 0; c < channels; ++c) {
-        const double* t = sat1 + (n * channels + c) * plane;
-        acc.add_channel(match::box_sum(t, stride, y, x, h, w), match::box_magnitude(t, stride, y, x, h, w), inv_m);
-      }
-    }
-    if (sat2 == nullptr) return acc.finish(0.0, 0.0);
-    const double* t = sat2 + n * plane;
-    return acc.finish(match::box_sum(t, stride, y, x, h, w), match::box_magnitude(t, stride, y, x, h, w));
-  }
-  __device__ double restored_cross(double x_value, const double* rho_k, int64_t n, int64_t y, int64_t x) const {
-    for (int64_t c = 0; c < channels; ++c)
-      x_value += rho_k[c] * match::box_sum(sat1 + (n * channels + c) * plane, stride, y, x, h, w);
-    return x_value;
-  }
-};
-
-WindowTables make_tables(const at::Tensor& sat1, const at::Tensor& sat2, int64_t channels, int64_t h, int64_t w) {
-  const at::Tensor& any = sat1.defined() ? sat1 : sat2;
-  WindowTables t{sat1.defined() ? sat1.data_ptr<double>() : nullptr, sat2.defined() ? sat2.data_ptr<double>() : nullptr,
-           channels, 0, 0, h, w};
-  if (any.defined()) {
-    t.stride = any.size(3);
-    t.plane = any.size(2) * any.size(3);
-  }
-  return t;
-}
+using match::WindowTables;
 
 template <typename scalar_t>
 __global__ void epilogue_kernel(scalar_t* __restrict__ cross, WindowTables tables, const double* __restrict__ tstats,
                                 const double* __restrict__ rho, Method method, int64_t n, int64_t kk, int64_t out_h,
                                 int64_t out_w) {
   const int64_t total = n * out_h * out_w;
-  const bool centred = tables.sat1 != nullptr;  // restore X from X'
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     const int64_t x = idx % out_w;
@@ -96,8 +60,7 @@ __global__ void epilogue_kernel(scalar_t* __restrict__ cross, WindowTables table
     const auto f = tables.stats(nn, y, x);
     for (int64_t k = 0; k < kk; ++k) {
       scalar_t& v = cross[((nn * kk + k) * out_h + y) * out_w + x];
-      double xc = static_cast<double>(v);
-      if (centred) xc = tables.restored_cross(xc, rho + k * tables.channels, nn, y, x);
+      const double xc = tables.restored_cross(static_cast<double>(v), rho + k * tables.channels, nn, y, x);
       v = static_cast<scalar_t>(
           match::score(method, xc, f, match::template_stats(tstats[2 * k], tstats[2 * k + 1])));
     }
@@ -110,7 +73,6 @@ __global__ void partials_kernel(const scalar_t* __restrict__ grad, const scalar_
                                 int64_t n, int64_t kk, int64_t out_h, int64_t out_w, scalar_t* __restrict__ d_cross,
                                 double* __restrict__ d_window, double* __restrict__ d_templ) {
   const int64_t total = n * out_h * out_w;
-  const bool centred = tables.sat1 != nullptr;  // restore X from X'
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     const int64_t x = idx % out_w;
@@ -120,8 +82,7 @@ __global__ void partials_kernel(const scalar_t* __restrict__ grad, const scalar_
     double window = 0.0;
     for (int64_t k = 0; k < kk; ++k) {
       const int64_t i = ((nn * kk + k) * out_h + y) * out_w + x;
-      double xc = static_cast<double>(cross[i]);
-      if (centred) xc = tables.restored_cross(xc, rho + k * tables.channels, nn, y, x);
+      const double xc = tables.restored_cross(static_cast<double>(cross[i]), rho + k * tables.channels, nn, y, x);
       const auto p = match::partials(method, xc, f, match::template_stats(tstats[2 * k], tstats[2 * k + 1]));
       const double g = static_cast<double>(grad[i]);
       d_cross[i] = static_cast<scalar_t>(g * p.d_cross);
@@ -147,11 +108,13 @@ at::Tensor direct_xcorr_cuda(const at::Tensor& input, const at::Tensor& weight) 
   return out;
 }
 
-void epilogue_cuda(at::Tensor& cross, const at::Tensor& sat1, const at::Tensor& sat2, const at::Tensor& templ_stats,
-                   const at::Tensor& rho, Method method, int64_t h, int64_t w) {
+void epilogue_cuda(at::Tensor& cross, const at::Tensor& image, const at::Tensor& templ_stats, const at::Tensor& rho,
+                   Method method, int64_t h, int64_t w) {
   if (method == Method::kCorr) return;
   const int64_t n = cross.size(0), kk = cross.size(1), out_h = cross.size(2), out_w = cross.size(3);
-  const auto tables = make_tables(sat1, sat2, rho.size(1), h, w);
+  at::Tensor sat1, sat2;
+  match::window_tables_composed(image, method, sat1, sat2);
+  const auto tables = match::window_tables_view(sat1, sat2, rho.size(1), h, w);
   const auto tstats = templ_stats.contiguous();
   const auto rho_c = rho.contiguous();
   AT_DISPATCH_FLOATING_TYPES(cross.scalar_type(), "match_template_epilogue_cuda", [&] {
@@ -166,7 +129,7 @@ at::Tensor partials_cuda(const at::Tensor& grad, const at::Tensor& cross, const 
                          const at::Tensor& templ_stats, const at::Tensor& rho, Method method, int64_t h, int64_t w,
                          at::Tensor& d_cross, at::Tensor& d_window) {
   const int64_t n = cross.size(0), kk = cross.size(1), out_h = cross.size(2), out_w = cross.size(3);
-  const auto tables = make_tables(sat1, sat2, rho.size(1), h, w);
+  const auto tables = match::window_tables_view(sat1, sat2, rho.size(1), h, w);
   const auto tstats = templ_stats.contiguous();
   const auto rho_c = rho.contiguous();
   auto d_templ = at::empty({n * out_h * out_w, kk}, cross.options().dtype(at::kDouble));
