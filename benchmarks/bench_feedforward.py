@@ -11,6 +11,7 @@ steps/OPT_STEPS to compare. On CUDA ``transform_net_amp`` adds float16 autocast.
 import pytest
 import torch
 
+from benchmarks._record import record
 from benchmarks.conftest import DEVICES, sync
 from perceptual_ext.models import StyleTransformNet
 
@@ -54,7 +55,7 @@ def workload(impl: str, size: int, device: str = "cpu"):
             opt.step()
         sync(device)
 
-    run.loss_name = name
+    run.extra_info = {"loss": name, "opt_steps": OPT_STEPS}
     return run
 
 
@@ -67,12 +68,6 @@ IMPLS = ["transform_net", "optimization"]
 def test_stylize(benchmark, impl, size, device):
     if impl == "transform_net_amp" and device != "cuda":
         pytest.skip("autocast float16 is measured on CUDA only")
-    benchmark.group = f"stylize {device} {size}x{size}"
-    benchmark.extra_info["impl"] = impl
-    run = workload(impl, size, device)
-    if impl == "optimization":
-        benchmark.extra_info["loss"] = run.loss_name
-        benchmark.extra_info["opt_steps"] = OPT_STEPS
-    run()  # warm-up (thread pools, cuDNN autotuning)
-    rounds = 2 if impl == "optimization" else 10
-    benchmark.pedantic(run, rounds=rounds, iterations=1)
+    # One warm-up run (thread pools, cuDNN autotuning); no memory probe.
+    record(benchmark, f"stylize {device} {size}x{size}", impl, workload, rounds=2 if impl == "optimization" else 10,
+           memory=False, size=size, device=device)

@@ -6,8 +6,8 @@ Each case records time (pytest-benchmark) and peak memory (child process) under 
 import pytest
 import torch
 
-from benchmarks._memory import peak_memory_mib
-from benchmarks.conftest import DEVICES, sync
+from benchmarks._record import record
+from benchmarks.conftest import DEVICES, backward_run
 from perceptual_ext.ops import gram
 
 SHAPES = [(4, 64, 65536), (4, 256, 4096), (16, 512, 1024)]
@@ -25,22 +25,13 @@ def workload(impl: str, batch: int, channels: int, length: int, device: str = "c
     x = torch.randn(batch, channels, length, device=device, requires_grad=True)
     weight = torch.randn(batch, channels, channels, device=device)
     fn = IMPLS[impl]
-
-    def run():
-        (fn(x) * weight).sum().backward()
-        sync(device)
-        x.grad = None  # released inside the run, so the memory probe sees it as peak growth
-
-    return run
+    return backward_run(lambda: (fn(x) * weight).sum(), x, device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}-C{}-HW{}".format(*s))
 @pytest.mark.parametrize("impl", list(IMPLS))
 def test_gram_fwd_bwd(benchmark, impl, shape, device):
-    benchmark.group = f"gram fwd+bwd {device} B{shape[0]}·C{shape[1]}·HW{shape[2]}"
-    benchmark.extra_info["impl"] = impl
-    benchmark.extra_info["peak_mib"] = peak_memory_mib("benchmarks.bench_gram:workload", impl=impl, batch=shape[0],
-                                                       channels=shape[1], length=shape[2], device=device)
-    run = workload(impl, *shape, device=device)
-    benchmark.pedantic(run, warmup_rounds=1, rounds=5, iterations=1)
+    batch, channels, length = shape
+    record(benchmark, f"gram fwd+bwd {device} B{batch}·C{channels}·HW{length}", impl, workload, rounds=5,
+           batch=batch, channels=channels, length=length, device=device)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks._memory import peak_memory_mib
+from benchmarks._record import record
 from benchmarks.conftest import DEVICES, sync
 from perceptual_ext.ops import match_template
 
@@ -71,17 +71,11 @@ def workload(impl: str, batch: int, templates: int, side: int, templ_side: int, 
     return run
 
 
-def _record(benchmark, group, impl, device, **shape):
-    benchmark.group = group
-    benchmark.extra_info["impl"] = impl
-    if impl in ("opencv", "opencv_loop"):  # the report compares every match group with OpenCV
-        benchmark.extra_info["anchor"] = True
-    if impl in ("fused", "composition"):  # torch tensors; OpenCV/skimage allocate outside torch
-        benchmark.extra_info["peak_mib"] = peak_memory_mib("benchmarks.bench_match_template:workload", impl=impl,
-                                                           device=device, **shape)
-    run = workload(impl, device=device, **shape)
-    rounds = 3 if shape["side"] >= 2048 else 10
-    benchmark.pedantic(run, warmup_rounds=1, rounds=rounds, iterations=1)
+def _record_match(benchmark, group, impl, device, **shape):
+    record(benchmark, group, impl, workload, rounds=3 if shape["side"] >= 2048 else 10,
+           anchor=impl in ("opencv", "opencv_loop"),  # the report compares every match group with OpenCV
+           memory=impl in ("fused", "composition"),  # torch tensors; OpenCV/skimage allocate outside torch
+           device=device, **shape)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -91,7 +85,7 @@ def test_match_single(benchmark, impl, case, device):
     side, templ_side = case
     if device == "cuda" and impl in ("opencv", "skimage"):
         pytest.skip("CPU library")
-    _record(benchmark, f"match ncc {device} {side}²·{templ_side}²", impl, device, batch=1, templates=1, side=side,
+    _record_match(benchmark, f"match ncc {device} {side}²·{templ_side}²", impl, device, batch=1, templates=1, side=side,
             templ_side=templ_side)
 
 
@@ -101,5 +95,5 @@ def test_match_batched(benchmark, impl, device):
     n, k, side, templ_side = BATCH
     if device == "cuda" and impl == "opencv_loop":
         pytest.skip("CPU library")
-    _record(benchmark, f"match ncc {device} N{n}×K{k} {side}²·{templ_side}²", impl, device, batch=n, templates=k,
+    _record_match(benchmark, f"match ncc {device} N{n}×K{k} {side}²·{templ_side}²", impl, device, batch=n, templates=k,
             side=side, templ_side=templ_side)

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks._memory import peak_memory_mib
-from benchmarks.conftest import DEVICES, sync
+from benchmarks._record import record
+from benchmarks.conftest import DEVICES, backward_run
 from perceptual_ext.ops import rff_patch_features
 
 FEATURES, PATCH, WINDOW, STRIDE = 1024, 3, 32, 16
@@ -40,13 +40,7 @@ def workload(impl: str, batch: int, size: int, device: str = "cpu"):
     grad = torch.randn(batch, FEATURES, (size - WINDOW) // STRIDE + 1, (size - WINDOW) // STRIDE + 1,
                        generator=gen).to(device)
     fn = IMPLS[impl]
-
-    def run():
-        (fn(x, weight, bias) * grad).sum().backward()
-        sync(device)
-        x.grad = None  # released inside the run, so the memory probe sees it as peak growth
-
-    return run
+    return backward_run(lambda: (fn(x, weight, bias) * grad).sum(), x, device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -54,10 +48,6 @@ def workload(impl: str, batch: int, size: int, device: str = "cpu"):
 @pytest.mark.parametrize("impl", list(IMPLS))
 def test_rff_patch_fwd_bwd(benchmark, impl, shape, device):
     batch, size = shape
-    benchmark.group = f"rff_patch fwd+bwd {device} F{FEATURES} {batch}x{size}²"
-    benchmark.extra_info["impl"] = impl
-    benchmark.extra_info["peak_mib"] = peak_memory_mib("benchmarks.bench_patch_mmd:workload", impl=impl,
-                                                       batch=batch, size=size, device=device)
-    run = workload(impl, batch, size, device=device)
     rounds = 3 if impl == "fused" or batch * size * size <= 256 * 256 else 1
-    benchmark.pedantic(run, warmup_rounds=1, rounds=rounds, iterations=1)
+    record(benchmark, f"rff_patch fwd+bwd {device} F{FEATURES} {batch}x{size}²", impl, workload, rounds=rounds,
+           batch=batch, size=size, device=device)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks._memory import peak_memory_mib
+from benchmarks._record import record
 from benchmarks.conftest import DEVICES, sync
 from perceptual_ext.features import SCNN
 
@@ -51,29 +51,22 @@ def workload(impl: str, size: int, device: str = "cpu", backward: bool = True):
     return run
 
 
-def _bench(benchmark, impl, size, device, backward, rounds):
-    benchmark.extra_info["impl"] = impl
-    benchmark.extra_info["peak_mib"] = peak_memory_mib("benchmarks.bench_scnn:workload", impl=impl, size=size,
-                                                       device=device, backward=backward)
-    benchmark.pedantic(workload(impl, size, device, backward), warmup_rounds=1, rounds=rounds, iterations=1)
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s}x{s}")
 @pytest.mark.parametrize("impl", ["fused", "composition"])
 def test_scnn_fwd_bwd(benchmark, impl, size, device):
-    benchmark.group = f"scnn fwd+bwd {device} C{CHANNELS}·D{DEPTH}·{size}²"
-    _bench(benchmark, impl, size, device, True, rounds=3 if size < 256 else 2)
+    record(benchmark, f"scnn fwd+bwd {device} C{CHANNELS}·D{DEPTH}·{size}²", impl, workload,
+           rounds=3 if size < 256 else 2, size=size, device=device, backward=True)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_scnn_fwd_bwd_512_fused(benchmark, device):
-    benchmark.group = f"scnn fwd+bwd {device} C{CHANNELS}·D{DEPTH}·512² (fused only)"
-    _bench(benchmark, "fused", 512, device, True, rounds=1)
+    record(benchmark, f"scnn fwd+bwd {device} C{CHANNELS}·D{DEPTH}·512² (fused only)", "fused", workload, rounds=1,
+           size=512, device=device, backward=True)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", ["fused", "composition"])
 def test_scnn_forward(benchmark, impl, device):
-    benchmark.group = f"scnn forward {device} C{CHANNELS}·D{DEPTH}·128²"
-    _bench(benchmark, impl, 128, device, False, rounds=3)
+    record(benchmark, f"scnn forward {device} C{CHANNELS}·D{DEPTH}·128²", impl, workload, rounds=3, size=128,
+           device=device, backward=False)

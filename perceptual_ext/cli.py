@@ -124,6 +124,14 @@ def _add_training_options(p, *, steps: int, batch_size: int, image_size: int, ou
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
 
 
+def _training_kwargs(args) -> dict:
+    """The keyword arguments of train_style / train_sr from _add_training_options' flags (and --norm)."""
+    return dict(out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
+                lr=args.lr, vgg_weights=args.vgg_weights, norm=args.norm, upsample=args.upsample, seed=args.seed,
+                device=args.device, num_workers=args.workers, sample_every=args.sample_every,
+                checkpoint_every=args.checkpoint_every, resume=args.resume, overwrite=args.overwrite)
+
+
 def _existing_dir(path, what: str):
     if path is not None and not os.path.isdir(path):
         raise UserError(f"{what} folder not found: {path}")
@@ -175,10 +183,7 @@ def _run_train_style(args) -> int:
     return _train_call(
         train_style, args.style, args.content, style_loss=args.style_loss, content_loss=args.content_loss,
         style_weight=args.style_weight, content_weight=args.content_weight, tv_weight=args.tv_weight,
-        out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size, lr=args.lr,
-        vgg_weights=args.vgg_weights, norm=args.norm, upsample=args.upsample, seed=args.seed, device=args.device,
-        num_workers=args.workers, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
-        resume=args.resume, overwrite=args.overwrite)
+        **_training_kwargs(args))
 
 
 def _add_train_sr(sub) -> None:
@@ -207,11 +212,7 @@ def _run_train_sr(args) -> int:
 
     _existing_dir(args.images, "image")
     return _train_call(
-        train_sr, args.images, args.scale, args.loss, model=args.model, out_dir=args.out_dir, steps=args.steps,
-        batch_size=args.batch_size, image_size=args.image_size, lr=args.lr, vgg_weights=args.vgg_weights,
-        norm=args.norm, upsample=args.upsample, seed=args.seed, device=args.device, num_workers=args.workers,
-        sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, resume=args.resume,
-        overwrite=args.overwrite)
+        train_sr, args.images, args.scale, args.loss, model=args.model, **_training_kwargs(args))
 
 
 def _io_pairs(source: str, out: str):

@@ -1,7 +1,7 @@
 // Fused S-CNN, CPU: pixel tiles through every layer (BLAS GEMMs on [t, C] tiles), window sums
 // accumulated in float64, ReLU masks packed to bits for a backward that needs no activations.
-// One parallel loop over tiles (below); argument checks from common/scnn_driver.h, the elementwise
-// passes call common/scnn.h.
+// One parallel loop over tiles (below); argument preparation and the work of one tile from
+// common/scnn_driver.h, the elementwise passes call common/scnn.h.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -86,8 +86,8 @@ struct CpuKernels {
   static void pool_accumulate(const at::Tensor& act, at::Tensor& acc, const scnn::Geometry& g, int64_t p0) {
     const int64_t t = act.size(0), channels = g.channels;
     const int64_t y_first = p0 / g.covered_w, y_last = (p0 + t - 1) / g.covered_w;
-    const int64_t i_first = scnn::first_window(y_first, g.window, g.stride);
-    const int64_t i_last = scnn::last_window(y_last, g.stride, g.pooled_h);
+    const auto rows = scnn::window_rows(g, p0, t);
+    const int64_t i_first = rows.first, i_last = rows.last;
     if (i_first > i_last) return;
     AT_DISPATCH_FLOATING_TYPES(act.scalar_type(), "scnn_pool_cpu", [&] {
       const scalar_t* a = act.data_ptr<scalar_t>();
@@ -150,13 +150,11 @@ struct CpuKernels {
     });
   }
 
-  // Input pixels the tile's patches read: rows within P/2 of the tile's rows.
+  // Input pixels the tile's patches read (scnn::input_region).
   static void col2im_accumulate(const at::Tensor& dcols, at::Tensor& dimage, const scnn::Geometry& g, int64_t p0) {
-    const int64_t t = dcols.size(0), r = g.patch / 2;
-    const int64_t y_begin = std::max<int64_t>(0, p0 / g.covered_w - r);
-    const int64_t y_end = std::min(g.height, (p0 + t - 1) / g.covered_w + r + 1);
-    const int64_t x_end = std::min(g.width, g.covered_w + r);
-    const int64_t rows = y_end - y_begin;
+    const int64_t t = dcols.size(0);
+    const auto region = scnn::input_region(g, p0, t);
+    const int64_t y_begin = region.y_begin, x_end = region.x_end, rows = region.rows();
     AT_DISPATCH_FLOATING_TYPES(dcols.scalar_type(), "scnn_col2im_cpu", [&] {
       const scalar_t* d = dcols.data_ptr<scalar_t>();
       scalar_t* dst = dimage.data_ptr<scalar_t>();
@@ -186,12 +184,14 @@ int64_t cpu_tile_pixels(const scnn::Geometry& g) {
   return (pixels + tiles - 1) / tiles;
 }
 
-// One at::parallel_for over all (image, tile) pairs: each thread walks whole tiles through every
-// layer with buffers of its own; nested at::parallel_for (the elementwise passes) and MKL run
-// single-threaded inside it. Accumulations that tiles share (window sums, d x) go to one copy per
-// thread, summed at the end; thread 0 writes into the result itself.
+// One at::parallel_for over all (image n, tile [p0, p0 + t)) pairs: each thread walks whole tiles
+// through every layer with buffers of its own; nested at::parallel_for (the elementwise passes) and
+// MKL run single-threaded inside it. Accumulations that tiles share (window sums, d x) go to one
+// copy per thread, summed at the end; thread 0 writes into the result itself.
+// body(buffers, n, p0, t, out) with `out` that thread's copy of `result`.
 template <class Body>
-void for_each_tile(const scnn::Geometry& g, int64_t tile, at::Tensor& result, const Body& body) {
+void for_each_tile(const scnn::Geometry& g, int64_t tile, const at::TensorOptions& options, at::Tensor& result,
+                   const Body& body) {
   const int64_t tiles = (g.covered_pixels() + tile - 1) / tile;
   std::vector<at::Tensor> partial(std::max<int64_t>(1, at::get_num_threads()));
   // The caller's thread-local state (autograd keys excluded below the op, grad mode) on every thread.
@@ -202,100 +202,42 @@ void for_each_tile(const scnn::Geometry& g, int64_t tile, at::Tensor& result, co
     TORCH_INTERNAL_ASSERT(slot >= 0 && slot < static_cast<int64_t>(partial.size()));
     if (slot > 0 && !partial[slot].defined()) partial[slot] = at::zeros_like(result);
     at::Tensor& out = slot == 0 ? result : partial[slot];
-    body(begin, end, tiles, out);
+    scnn::TileBuffers buffers(g, tile, options);
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t n = k / tiles, p0 = (k % tiles) * tile;
+      body(buffers, n, p0, std::min(tile, g.covered_pixels() - p0), out);
+    }
   });
   for (size_t i = 1; i < partial.size(); ++i)
     if (partial[i].defined()) result.add_(partial[i]);
 }
 
-std::tuple<at::Tensor, at::Tensor> scnn_features_cpu(const at::Tensor& x_in, const at::Tensor& first_weight,
-                                                     const at::Tensor& first_bias, const at::Tensor& weights_in,
+std::tuple<at::Tensor, at::Tensor> scnn_features_cpu(const at::Tensor& x, const at::Tensor& first_weight,
+                                                     const at::Tensor& first_bias, const at::Tensor& weights,
                                                      const at::Tensor& biases, int64_t window, int64_t stride,
                                                      bool patch_norm, bool save_masks) {
-  check_dtype_cpu(x_in, "scnn_features");
-  const scnn::Geometry g = scnn::check_forward(x_in, first_weight, first_bias, weights_in, biases, window, stride);
-  const auto x = x_in.contiguous();
-  const auto weights = weights_in.contiguous();
-  const auto w0 = first_weight.contiguous().view({g.channels, g.column_length()});
-  const auto options = x.options();
-  auto acc = at::zeros({g.batch, g.pooled_h, g.pooled_w, g.channels}, options.dtype(at::kDouble));
-  auto masks = save_masks ? at::empty({g.batch, g.depth + 1, g.covered_pixels(), g.words()}, options.dtype(at::kInt))
-                          : at::empty({0}, options.dtype(at::kInt));
-  if (g.batch > 0 && g.channels > 0) {
-    const int64_t tile = cpu_tile_pixels(g);
-    for_each_tile(g, tile, acc, [&](int64_t begin, int64_t end, int64_t tiles, at::Tensor& sums) {
-      auto cols = at::empty({tile, g.column_length()}, options);
-      auto act = at::empty({tile, g.channels}, options);
-      auto next = at::empty({tile, g.channels}, options);
-      for (int64_t k = begin; k < end; ++k) {
-        const int64_t n = k / tiles, p0 = (k % tiles) * tile;
-        const int64_t t = std::min(tile, g.covered_pixels() - p0);
-        auto mask_of = [&](int64_t layer) {
-          return save_masks ? masks.select(0, n).select(0, layer).narrow(0, p0, t) : at::Tensor();
-        };
-        auto c = cols.narrow(0, 0, t);
-        auto a = act.narrow(0, 0, t);
-        auto b = next.narrow(0, 0, t);
-        CpuKernels::im2col(x.select(0, n), c, g, p0, patch_norm);
-        at::addmm_out(a, first_bias, c, w0.t());
-        CpuKernels::relu_pack(a, mask_of(0));
-        for (int64_t l = 0; l < g.depth; ++l) {
-          at::addmm_out(b, biases.select(0, l), a, weights.select(0, l).t());
-          CpuKernels::relu_pack(b, mask_of(l + 1));
-          std::swap(a, b);
-        }
-        auto sums_n = sums.select(0, n);
-        CpuKernels::pool_accumulate(a, sums_n, g, p0);
-      }
-    });
-  }
-  const double inv_area = 1.0 / static_cast<double>(window * window);
-  auto out = acc.mul_(inv_area).permute({0, 3, 1, 2}).to(x.scalar_type()).contiguous();
-  return {out, masks};
+  check_dtype_cpu(x, "scnn_features");
+  scnn::ForwardCall call =
+      scnn::prepare_forward(x, first_weight, first_bias, weights, biases, window, stride, save_masks);
+  if (call.has_work())
+    for_each_tile(call.g, cpu_tile_pixels(call.g), call.x.options(), call.acc,
+                  [&](scnn::TileBuffers& buffers, int64_t n, int64_t p0, int64_t t, at::Tensor& sums) {
+                    scnn::forward_tile<CpuKernels>(call, buffers, sums.select(0, n), n, p0, t, patch_norm);
+                  });
+  return scnn::finish_forward(call);
 }
 
-at::Tensor scnn_features_backward_cpu(const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& first_weight,
-                                      const at::Tensor& weights_in, const at::Tensor& masks_in, int64_t window,
+at::Tensor scnn_features_backward_cpu(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& first_weight,
+                                      const at::Tensor& weights, const at::Tensor& masks, int64_t window,
                                       int64_t stride, bool patch_norm) {
-  check_dtype_cpu(x_in, "scnn_features_backward");
-  const scnn::Geometry g = scnn::check_backward(grad, x_in, first_weight, weights_in, masks_in, window, stride);
-  const auto x = x_in.contiguous();
-  const auto weights = weights_in.contiguous();
-  const auto masks = masks_in.contiguous();
-  const auto w0 = first_weight.contiguous().view({g.channels, g.column_length()});
-  auto dx = at::zeros_like(x);
-  if (g.batch == 0 || g.channels == 0) return dx;
-  // Pixel-major window gradients, the 1/W^2 of the average folded in once.
-  const auto pooled_grad =
-      (grad.permute({0, 2, 3, 1}) * (1.0 / static_cast<double>(window * window))).to(x.scalar_type()).contiguous();
-  const int64_t tile = cpu_tile_pixels(g);
-  const auto options = x.options();
-  for_each_tile(g, tile, dx, [&](int64_t begin, int64_t end, int64_t tiles, at::Tensor& dx_part) {
-    auto dcols = at::empty({tile, g.column_length()}, options);
-    auto dact = at::empty({tile, g.channels}, options);
-    auto dnext = at::empty({tile, g.channels}, options);
-    for (int64_t k = begin; k < end; ++k) {
-      const int64_t n = k / tiles, p0 = (k % tiles) * tile;
-      const int64_t t = std::min(tile, g.covered_pixels() - p0);
-      auto mask_of = [&](int64_t layer) { return masks.select(0, n).select(0, layer).narrow(0, p0, t); };
-      auto a = dact.narrow(0, 0, t);
-      auto b = dnext.narrow(0, 0, t);
-      auto c = dcols.narrow(0, 0, t);
-      CpuKernels::pool_grad(pooled_grad.select(0, n), a, g, p0);
-      for (int64_t l = g.depth; l >= 1; --l) {
-        CpuKernels::apply_mask(a, mask_of(l));
-        at::mm_out(b, a, weights.select(0, l - 1));
-        std::swap(a, b);
-      }
-      CpuKernels::apply_mask(a, mask_of(0));
-      at::mm_out(c, a, w0);
-      const auto image = x.select(0, n);
-      if (patch_norm) CpuKernels::patch_norm_backward(image, c, g, p0);
-      auto dx_n = dx_part.select(0, n);
-      CpuKernels::col2im_accumulate(c, dx_n, g, p0);
-    }
-  });
-  return dx;
+  check_dtype_cpu(x, "scnn_features_backward");
+  scnn::BackwardCall call = scnn::prepare_backward(grad, x, first_weight, weights, masks, window, stride);
+  if (call.has_work())
+    for_each_tile(call.g, cpu_tile_pixels(call.g), call.x.options(), call.dx,
+                  [&](scnn::TileBuffers& buffers, int64_t n, int64_t p0, int64_t t, at::Tensor& dx_part) {
+                    scnn::backward_tile<CpuKernels>(call, buffers, dx_part.select(0, n), n, p0, t, patch_norm);
+                  });
+  return call.dx;
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
-// Fused S-CNN, CUDA: the tile loop of common/scnn_driver.h with cuBLAS GEMMs on [t, C] tiles
-// (torch's matmul precision flags apply: TF32 when enabled; half/bfloat16 inputs run the GEMMs
-// in that precision). The elementwise passes are grid-stride kernels, one output element per
+// Fused S-CNN, CUDA: the in-order tile loop of common/scnn_driver.h with cuBLAS GEMMs on [t, C]
+// tiles (torch's matmul precision flags apply: TF32 when enabled; half/bfloat16 inputs run the
+// GEMMs in that precision). The elementwise passes are grid-stride kernels, one output element per
 // thread, each calling the arithmetic of common/scnn.h; no atomics (every pass is a gather).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -161,10 +161,9 @@ struct CudaKernels {
 
   static void pool_accumulate(const at::Tensor& act, at::Tensor& acc, const scnn::Geometry& g, int64_t p0) {
     const int64_t count = act.size(0);
-    const int64_t i_first = scnn::first_window(p0 / g.covered_w, g.window, g.stride);
-    const int64_t i_last = scnn::last_window((p0 + count - 1) / g.covered_w, g.stride, g.pooled_h);
-    if (i_first > i_last) return;
-    const int64_t windows = (i_last - i_first + 1) * g.pooled_w;
+    const auto rows = scnn::window_rows(g, p0, count);
+    if (rows.first > rows.last) return;
+    const int64_t i_first = rows.first, windows = (rows.last - rows.first + 1) * g.pooled_w;
     PE_DISPATCH(act.scalar_type(), "scnn_pool_cuda", [&] {
       pool_accumulate_kernel<scalar_t><<<blocks_for(windows * g.channels), kThreads, 0, stream()>>>(
           act.data_ptr<scalar_t>(), acc.data_ptr<double>(), g, p0, count, i_first, windows);
@@ -192,11 +191,9 @@ struct CudaKernels {
   }
 
   static void col2im_accumulate(const at::Tensor& dcols, at::Tensor& dimage, const scnn::Geometry& g, int64_t p0) {
-    const int64_t count = dcols.size(0), r = g.patch / 2;
-    const int64_t y_begin = std::max<int64_t>(0, p0 / g.covered_w - r);
-    const int64_t y_end = std::min(g.height, (p0 + count - 1) / g.covered_w + r + 1);
-    const int64_t x_end = std::min(g.width, g.covered_w + r);
-    const int64_t rows = y_end - y_begin;
+    const int64_t count = dcols.size(0);
+    const auto region = scnn::input_region(g, p0, count);
+    const int64_t y_begin = region.y_begin, rows = region.rows(), x_end = region.x_end;
     PE_DISPATCH(dcols.scalar_type(), "scnn_col2im_cuda", [&] {
       col2im_kernel<scalar_t><<<blocks_for(g.in_channels * rows * x_end), kThreads, 0, stream()>>>(
           dcols.data_ptr<scalar_t>(), dimage.data_ptr<scalar_t>(), g, p0, count, y_begin, rows, x_end);
