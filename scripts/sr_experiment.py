@@ -68,7 +68,7 @@ def main(argv=None):
     hr = sample_image(TEST_SAMPLES[0], channels=3, size=args.eval_size)[None].to(args.device)
     lr_image = downsample(hr, 4)
     pictures, labels = [hr[0].cpu(), upsample_bicubic(lr_image, 4)[0].cpu()], ["HR", "bicubic"]
-    rows, per_image, seconds = [], {}, {}
+    rows, per_image, seconds, histories = [], {}, {}, {}
     with tempfile.TemporaryDirectory() as work:
         for entry in entries:
             model, loss = ("srcnn", "mse") if entry == "srcnn" else ("johnson", entry)
@@ -79,6 +79,7 @@ def main(argv=None):
                               vgg_weights=args.vgg_weights, seed=args.seed, device=args.device,
                               sample_every=0, checkpoint_every=0)
             seconds[label] = time.perf_counter() - start
+            histories[label] = result["history"]
             evaluation = evaluate_sr(result["checkpoint"], None, size=args.eval_size, samples=TEST_SAMPLES,
                                      device=args.device)
             if not rows:
@@ -92,9 +93,10 @@ def main(argv=None):
     print("| method | PSNR dB | SSIM | SWD |\n|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['swd']:.4g} |")
-    write_json({"settings": {k: v for k, v in vars(args).items() if k not in ("json", "png")},
-                "train_samples": TRAIN_SAMPLES, "test_samples": TEST_SAMPLES, "table": rows,
-                "train_seconds": seconds, "per_image": per_image}, args.json, overwrite=True)
+    settings = {k: v for k, v in vars(args).items() if k not in ("json", "png")}
+    settings["torch_threads"] = torch.get_num_threads()
+    write_json({"settings": settings, "train_samples": TRAIN_SAMPLES, "test_samples": TEST_SAMPLES, "table": rows,
+                "train_seconds": seconds, "train_loss": histories, "per_image": per_image}, args.json, overwrite=True)
     save_image(labelled_row(pictures, labels), args.png, overwrite=True)
     print(f"wrote {args.json} and {args.png}")
 
