@@ -196,6 +196,7 @@ def _add_train_sr(sub) -> None:
         epilog="examples:\n"
                "  perceptual-ext train-sr --images photos/ --scale 4 --loss mse --steps 10000\n"
                "  perceptual-ext train-sr --scale 4 --loss mmd --steps 300 --image-size 64   # offline samples\n"
+               "  perceptual-ext train-sr --residual --loss vgg --steps 500   # start at bicubic, learn the detail\n"
                "  torchrun --nproc_per_node=2 -m perceptual_ext.cli train-sr --images photos/ --loss vgg\n"
                "  perceptual-ext train-sr --resume runs/sr/checkpoint.pt --steps 20000")
     p.add_argument("--images", metavar="DIR", help="folder of training images (default: scikit-image samples)")
@@ -203,6 +204,9 @@ def _add_train_sr(sub) -> None:
     p.add_argument("--loss", choices=tuple(LOSSES), default="mse", help="default %(default)s")
     p.add_argument("--model", choices=("johnson", "srcnn"), default="johnson", help="default %(default)s")
     p.add_argument("--norm", choices=("instance", "batch", "none"), default="batch", help="default %(default)s")
+    p.add_argument("--residual", action="store_true",
+                   help="johnson net: output bicubic upsampling + a learned correction, starting exactly at "
+                        "bicubic (global residual learning, VDSR/EDSR-style; default: the paper's plain net)")
     _add_training_options(p, steps=1000, batch_size=8, image_size=96, out_dir="runs/sr")
     p.set_defaults(func=_run_train_sr)
 
@@ -212,7 +216,8 @@ def _run_train_sr(args) -> int:
 
     _existing_dir(args.images, "image")
     return _train_call(
-        train_sr, args.images, args.scale, args.loss, model=args.model, **_training_kwargs(args))
+        train_sr, args.images, args.scale, args.loss, model=args.model, residual=args.residual,
+        **_training_kwargs(args))
 
 
 def _io_pairs(source: str, out: str):

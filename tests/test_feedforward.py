@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from perceptual_ext import cli
-from perceptual_ext.data import ImageCrops, StepSampler, load_image, sample_image, save_image
+from perceptual_ext.data import ImageCrops, StepSampler, load_image, sample_image, save_image, upsample_bicubic
 from perceptual_ext.models import SRCNN, StyleTransformNet, SuperResolutionNet
 from perceptual_ext.train import load_checkpoint, load_transform_net, train_sr, train_style
 from perceptual_ext.train import feedforward
@@ -72,6 +72,77 @@ def test_model_bad_input():
         SuperResolutionNet(6)
     with pytest.raises(ValueError, match="upsample must be one of"):
         SuperResolutionNet(4, upsample="bilinear")
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+@pytest.mark.parametrize("scale", [4, 8])
+def test_residual_sr_starts_at_bicubic(scale, norm):
+    torch.manual_seed(0)
+    net = SuperResolutionNet(scale, channels=8, num_residual=2, norm=norm, residual=True)
+    assert net.config["residual"] is True and SuperResolutionNet(scale).config["residual"] is False
+    # Values outside [0, 1] after bicubic overshoot (sharp 0/1 edges) are clamped like the baseline's.
+    x = torch.rand(2, 3, 5, 7).round()
+    bicubic = upsample_bicubic(x, scale)
+    assert bicubic.shape == (2, 3, 5 * scale, 7 * scale)
+    for mode in (net.train, net.eval):
+        mode()
+        y = net(x)
+        assert y.shape == (2, 3, 5 * scale, 7 * scale)
+        assert torch.equal(y, bicubic)
+    # The plain net with the same seed is not bicubic: the option changes only the output stage.
+    torch.manual_seed(0)
+    plain = SuperResolutionNet(scale, channels=8, num_residual=2, norm=norm)
+    assert (plain.eval()(x) - bicubic).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="residual must be a bool"):
+        SuperResolutionNet(scale, residual=1)
+
+
+@pytest.mark.parametrize("channels,num_residual", [(8, 1), (64, 4)])
+def test_residual_sr_one_step_decreases_loss(channels, num_residual):
+    """One Adam step at the trainers' default lr improves on bicubic (textured crops, where it has room),
+    also for the paper-sized net: the 0.1 output factor keeps Adam's first step from overshooting."""
+    torch.manual_seed(0)
+    data = ImageCrops(None, 32, samples=("brick", "grass", "gravel"), scale=4)
+    batch = torch.utils.data.default_collate([data[i] for i in range(3)])
+    net = SuperResolutionNet(4, channels=channels, num_residual=num_residual, residual=True)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    before = torch.nn.functional.mse_loss(net(batch["lr"]), batch["image"])
+    assert before == torch.nn.functional.mse_loss(upsample_bicubic(batch["lr"], 4), batch["image"])
+    before.backward()
+    assert net.head[1].weight.grad.abs().sum() > 0  # the zero weights still receive a gradient
+    opt.step()
+    with torch.no_grad():
+        after = torch.nn.functional.mse_loss(net(batch["lr"]), batch["image"])
+    assert after < before
+
+
+def test_residual_checkpoint_round_trip(tmp_path):
+    common = dict(samples=("astronaut", "coffee"), **TINY_SR)
+    result = train_sr(None, 8, "mse", out_dir=str(tmp_path / "a"), steps=2, residual=True, **common)
+    ckpt = load_checkpoint(result["checkpoint"])
+    assert ckpt["model"]["config"]["residual"] is True and ckpt["train_config"]["residual"] is True
+    model, _ = load_transform_net(result["checkpoint"])
+    assert model.residual is True and model.config == result["model"].config
+    x = torch.rand(1, 3, 6, 5)
+    with torch.no_grad():
+        assert torch.equal(model(x), result["model"](x))
+        assert model(x).shape == (1, 3, 48, 40)
+    # Resuming needs the same option; a plain net is refused.
+    resumed = train_sr(None, 8, "mse", out_dir=str(tmp_path / "a"), steps=3, residual=True,
+                       resume=result["checkpoint"], **common)
+    assert len(resumed["history"]) == 3
+    with pytest.raises(ValueError, match="model config"):
+        train_sr(None, 8, "mse", out_dir=str(tmp_path / "b"), steps=3, resume=result["checkpoint"], **common)
+    with pytest.raises(ValueError, match="johnson"):
+        train_sr(None, 4, "mse", model="srcnn", out_dir=str(tmp_path / "c"), steps=1, residual=True, **common)
+    # A checkpoint written before the option existed (no "residual" key) loads and resumes as a plain net.
+    plain = train_sr(None, 4, "mse", out_dir=str(tmp_path / "old"), steps=1, **common)
+    old = load_checkpoint(plain["checkpoint"])
+    del old["model"]["config"]["residual"]
+    feedforward.save_checkpoint(old, plain["checkpoint"])
+    assert load_transform_net(plain["checkpoint"])[0].residual is False
+    assert len(train_sr(None, 4, "mse", out_dir=str(tmp_path / "old"), steps=2, resume=plain["checkpoint"],
+                        **common)["history"]) == 2
 
 
 # --------------------------------------------------------------------------- data
@@ -243,6 +314,11 @@ def test_cli_end_to_end(tmp_path, image_dir, capsys):
     assert "exists" in capsys.readouterr().err
     assert open(os.path.join(out_dir, "img0.png"), "rb").read() == before
     assert cli.main(["superres", "--model", sr_ckpt, str(small), "--out", out_dir, "--overwrite"]) == 0
+    assert load_checkpoint(sr_ckpt)["model"]["config"]["residual"] is False
+    res_dir = str(tmp_path / "sr-residual")
+    assert cli.main(["train-sr", "--images", image_dir, "--residual", "--steps", "1", "--batch-size", "2",
+                     "--image-size", "16", "--workers", "0", "--sample-every", "0", "--out-dir", res_dir]) == 0
+    assert load_checkpoint(os.path.join(res_dir, "checkpoint.pt"))["model"]["config"]["residual"] is True
 
     assert cli.main(["train-style", "brick", "--content", image_dir, "--style-loss", "mse", "--content-loss", "l1",
                      "--steps", "2", "--batch-size", "2", "--image-size", "16", "--workers", "0",

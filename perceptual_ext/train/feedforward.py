@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from .. import _checks
 from ..data.datasets import DEFAULT_SAMPLES, ImageCrops, StepSampler, downsample, list_images, upsample_bicubic
 from ..data.images import center_resize, load_image, sample_image, save_image
-from ..models.transform import SRCNN, StyleTransformNet, SuperResolutionNet, build_model
+from ..models.transform import MODELS, SRCNN, StyleTransformNet, SuperResolutionNet, build_model
 
 CHECKPOINT_FORMAT = "perceptual_ext.feedforward/1"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -119,6 +119,19 @@ def load_transform_net(path: str, device: Union[str, torch.device] = "cpu") -> T
     return model.to(device).eval(), checkpoint
 
 
+def _full_config(name: str, config: dict) -> dict:
+    """A checkpoint's model config completed with the class's defaults for options added since it was
+    written (e.g. ``residual=False``), so that old checkpoints still compare equal when resumed."""
+    import inspect
+
+    cls = MODELS.get(name)
+    if cls is None:
+        return dict(config)
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if k != "self" and p.default is not inspect.Parameter.empty}
+    return {**{k: defaults[k] for k in defaults if k not in config}, **config}
+
+
 # --------------------------------------------------------------------------- distributed
 
 def _distributed(device: torch.device) -> Tuple[int, int, torch.device, bool]:
@@ -178,7 +191,7 @@ def _fit(*, task: str, model: nn.Module, dataset: ImageCrops, objective: Callabl
         state = load_checkpoint(resume, map_location=device)
         if state["task"] != task:
             raise ValueError(f"resume checkpoint {resume} is a {state['task']!r} run, not {task!r}")
-        if state["model"]["config"] != model.config:
+        if _full_config(state["model"]["class"], state["model"]["config"]) != model.config:
             raise ValueError(f"resume checkpoint {resume} has model config {state['model']['config']}, "
                              f"this run builds {model.config}")
         if state["global_batch"] != batch_size * world:
@@ -274,7 +287,8 @@ def train_sr(image_dir: Optional[str] = None, scale: int = 4, loss: str = "mse",
              out_dir: str = "runs/sr", steps: int = 1000, batch_size: int = 8, image_size: int = 96,
              lr: float = 1e-3, loss_kwargs: Optional[dict] = None, vgg_weights: Optional[str] = None,
              norm: str = "batch", upsample: str = "deconv", channels: int = 64, num_residual: int = 4,
-             samples: Sequence[str] = DEFAULT_SAMPLES, seed: int = 0, device: Optional[str] = None,
+             residual: bool = False, samples: Sequence[str] = DEFAULT_SAMPLES, seed: int = 0,
+             device: Optional[str] = None,
              num_workers: int = 0, sample_every: int = 500, checkpoint_every: int = 500,
              resume: Optional[str] = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Train a ×``scale`` super-resolution network on (bicubic-downsampled, HR crop) pairs.
@@ -290,6 +304,8 @@ def train_sr(image_dir: Optional[str] = None, scale: int = 4, loss: str = "mse",
         batch_size: images per step and process; image_size: HR crop side (a multiple of scale).
         lr: Adam learning rate.
         norm, upsample, channels, num_residual: :class:`SuperResolutionNet` options.
+        residual: ``SuperResolutionNet(residual=True)``: learn a correction to bicubic upsampling,
+            starting exactly at bicubic (global residual learning; ``model="johnson"`` only).
         seed: model initialisation, data order and crops, loss random features.
         device: ``"cpu"``, ``"cuda"`` (default: cuda if available).
         num_workers: DataLoader worker processes decoding images.
@@ -308,10 +324,13 @@ def train_sr(image_dir: Optional[str] = None, scale: int = 4, loss: str = "mse",
     """
     _checks.choice(model, "model", SR_MODELS)
     _checks.positive_int(scale, "scale", minimum=2)
+    if residual and model != "johnson":
+        raise ValueError(f"residual=True is an option of the johnson network, not of {model!r}")
     config = {k: v for k, v in locals().items() if isinstance(v, (str, int, float, bool, type(None)))}
     device = _resolve_device(device)
     torch.manual_seed(seed)
-    net = (SuperResolutionNet(scale, channels=channels, num_residual=num_residual, norm=norm, upsample=upsample)
+    net = (SuperResolutionNet(scale, channels=channels, num_residual=num_residual, norm=norm, upsample=upsample,
+                              residual=residual)
            if model == "johnson" else SRCNN(scale))
     dataset = ImageCrops(image_dir, image_size, samples=samples, seed=seed, scale=scale)
     loss_fn = _build_loss(loss, vgg_weights, seed, loss_kwargs)
