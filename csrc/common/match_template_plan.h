@@ -137,7 +137,7 @@ inline at::Tensor fft_xcorr(const at::Tensor& input, const at::Tensor& weight) {
   const auto centred = input - plane_mean;
   const auto mean_share = at::mm(plane_mean.view({n, ci}).to(at::kDouble), weight.to(at::kDouble).sum({2, 3}).t())
                               .to(input.scalar_type());  // [N, O]
-  const auto fi = at::fft_rfft2(centred, c10::IntArrayRef{fh, fw});
+  auto fi = at::fft_rfft2(centred, c10::IntArrayRef{fh, fw});
   // A full 2-D transform of the padded template: transforming its h nonzero rows first and then
   // the columns costs fewer flops, but leaves the spectrum column-major, and the product with a
   // strided operand is ~10x slower than the transform saves.
@@ -146,10 +146,15 @@ inline at::Tensor fft_xcorr(const at::Tensor& input, const at::Tensor& weight) {
   const int64_t chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, n * fh * fw));
   for (int64_t o0 = 0; o0 < o; o0 += chunk) {
     const int64_t oc = std::min(chunk, o - o0);
+    // prod[n, o] = sum_i fi[n, i] * fwt[o, i]; in place of the image spectrum where it is not needed
+    // again (one image channel, one template): a buffer of the transform's size less to fault in.
+    const auto fwt_chunk = fwt.narrow(0, o0, oc);
     at::Tensor prod;
-    for (int64_t i = 0; i < ci; ++i) {
-      const auto term = fi.select(1, i).unsqueeze(1) * fwt.narrow(0, o0, oc).select(1, i).unsqueeze(0);
-      prod = i == 0 ? term : prod.add_(term);
+    if (ci == 1 && o == 1) {
+      prod = fi.mul_(fwt_chunk);
+    } else {
+      prod = fi.select(1, 0).unsqueeze(1) * fwt_chunk.select(1, 0).unsqueeze(0);
+      for (int64_t i = 1; i < ci; ++i) prod.addcmul_(fi.select(1, i).unsqueeze(1), fwt_chunk.select(1, i).unsqueeze(0));
     }
     const auto spatial = at::fft_irfft2(prod, c10::IntArrayRef{fh, fw});
     auto out_chunk = out.narrow(1, o0, oc);
