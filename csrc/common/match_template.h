@@ -141,13 +141,13 @@ struct WindowTables {
     const double inv_m = 1.0 / static_cast<double>(h * w);
     if (sat1 != nullptr) {
       for (int64_t c = 0; c < channels; ++c) {
-        const double* t = sat1 + (n * channels + c) * plane;
-        acc.add_channel(box_sum(t, stride, y, x, h, w), box_magnitude(t, stride, y, x, h, w), inv_m);
+        const BoxRow box = box_row(sat1 + (n * channels + c) * plane, stride, y, h, w);
+        acc.add_channel(box.sum(x), box.magnitude(x), inv_m);
       }
     }
     if (sat2 == nullptr) return acc.finish(0.0, 0.0);
-    const double* t = sat2 + n * plane;
-    return acc.finish(box_sum(t, stride, y, x, h, w), box_magnitude(t, stride, y, x, h, w));
+    const BoxRow box = box_row(sat2 + n * plane, stride, y, h, w);
+    return acc.finish(box.sum(x), box.magnitude(x));
   }
   // The method's cross term X = X' + sum_c rho_c S1_c (see prepare_template); X' where the cross
   // term was not computed with a shifted template (sat1 == nullptr).

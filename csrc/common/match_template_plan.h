@@ -122,9 +122,8 @@ inline PreparedTemplate prepare_template(const at::Tensor& templ, Method method,
 // Valid cross-correlation by FFT (any device): out[n, o] = sum_i f_i (*) w_oi, as the circular
 // convolution with the flipped template (no conjugate to materialize) read at offset (h-1, w-1),
 // where no wrap-around reaches for transform sizes >= the image's. Products are transformed back
-// in chunks of output
-// channels to bound the spectral buffer. Computed in the input's dtype on the image minus its
-// per-plane mean (the transform's rounding scales with the signal's norm, so this keeps float32
+// in chunks of output channels to bound the spectral buffer. Computed in the input's dtype on the
+// image minus its per-plane mean (the transform's rounding scales with the signal's norm, so this keeps float32
 // accurate on bright, low-contrast images); the mean's share, mean_i * sum(w_oi), is added back.
 inline at::Tensor fft_xcorr(const at::Tensor& input, const at::Tensor& weight) {
   const int64_t n = input.size(0), ci = input.size(1), o = weight.size(0);

@@ -1,6 +1,7 @@
 // Template matching, CPU: a register-blocked direct correlation (several templates x several
 // vectors of output columns per inner loop, at::vec FMAs) for small templates, the FFT path of
-// common/match_template_plan.h for large ones, and per-row epilogue/partials over SAT statistics.
+// common/match_template_plan.h for large ones; the forward epilogue accumulates the window
+// statistics strip by strip (no stored tables), the backward partials read whole-image tables.
 
 #include "cpu/simd.h"  // before any ATen header
 
