@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "common/match_template_plan.h"
+
 #ifndef PERCEPTUAL_EXT_VERSION
 #define PERCEPTUAL_EXT_VERSION "unknown"
 #endif
@@ -74,4 +76,6 @@ pybind11::dict build_info() {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "perceptual_ext compiled kernels";
   m.def("build_info", &build_info, "How this extension was built");
+  m.def("release_fft_workspace", &perceptual_ext::match::release_fft_workspace,
+        "Frees the transform buffers that match_template keeps between calls on the calling thread");
 }

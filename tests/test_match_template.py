@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from perceptual_ext.data import sample_image
 from perceptual_ext.losses import NCCLoss, ncc_loss
-from perceptual_ext.ops import METHODS, find_peaks, match_template
+from perceptual_ext.ops import METHODS, find_peaks, match_template, release_fft_workspace
 
 CV2_METHODS = {"corr": cv2.TM_CCORR, "zero_mean_corr": cv2.TM_CCOEFF, "ssd": cv2.TM_SQDIFF,
                "ncc": cv2.TM_CCOEFF_NORMED, "ssd_normed": cv2.TM_SQDIFF_NORMED, "corr_normed": cv2.TM_CCORR_NORMED}
@@ -211,6 +211,30 @@ def test_opcheck(device):
                            image_shape[3] - templ_shape[3] + 1, dtype=torch.float64, device=device)
         torch.library.opcheck(torch.ops.perceptual_ext.match_template_backward.default,
                               (grad, image.detach(), templ.detach(), "ncc"))
+
+
+def test_fft_workspace_reuse_across_shapes():
+    """The CPU FFT path keeps its buffers between calls: a call after calls of other shapes (a
+    smaller template in the same padded buffer, more channels/templates, another image size)
+    gives what a call with fresh buffers gives, and the buffers can be released."""
+    generator = torch.Generator().manual_seed(3)
+    cases = [(torch.rand(1, 1, 96, 100, generator=generator), torch.rand(1, 1, 40, 44, generator=generator)),
+             (torch.rand(1, 1, 96, 100, generator=generator), torch.rand(1, 1, 33, 30, generator=generator)),
+             (torch.rand(2, 3, 96, 100, generator=generator), torch.rand(4, 3, 40, 44, generator=generator)),
+             (torch.rand(1, 1, 70, 81, generator=generator), torch.rand(1, 1, 40, 44, generator=generator))]
+    fresh = []
+    for image, templ in cases:
+        release_fft_workspace()
+        fresh.append(match_template(image, templ, "ncc"))
+    for order in (cases, cases[::-1], cases + cases):
+        for image, templ in order:
+            expected = fresh[next(i for i, c in enumerate(cases) if c[0] is image and c[1] is templ)]
+            assert torch.equal(match_template(image, templ, "ncc"), expected)
+    for (image, templ), expected in zip(cases, fresh):  # and against the float64 definition
+        torch.testing.assert_close(match_template(image, templ, "ncc").double(), reference(image, templ, "ncc"),
+                                   rtol=0, atol=1e-4)
+    release_fft_workspace()
+    release_fft_workspace()  # idempotent
 
 
 def test_layouts_and_non_contiguous(device):

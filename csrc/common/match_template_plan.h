@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <utility>
 
 #include "common/checks.h"
 #include "common/match_template.h"
@@ -119,43 +120,113 @@ inline PreparedTemplate prepare_template(const at::Tensor& templ, Method method,
   return p;
 }
 
+// Buffers of fft_xcorr kept between the calls of one thread, on the CPU: a fresh buffer's pages
+// are faulted in on first touch (~1 us a page, ~250 pages a call at 512² -- as much time as a
+// transform, and the main source of the timing spread). Device memory is already reused by the
+// CUDA caching allocator. At most kFftWorkspaceBytes are kept per thread (a 2048² image with one
+// template needs ~117 MiB in float32); larger problems allocate per call.
+constexpr int64_t kFftWorkspaceBytes = int64_t(128) << 20;
+
+struct FftBuffer {
+  at::Tensor tensor;
+  int64_t rows = -1, cols = -1;  // the extent last written at the top left (the rest is zero)
+};
+
+struct FftWorkspace {
+  FftBuffer image, templ;                              // zero-padded real inputs
+  FftBuffer image_spectrum, templ_spectrum, product;   // half spectra
+  FftBuffer columns, spatial;                          // the inverse: column pass, then rows
+};
+
+inline FftWorkspace& fft_workspace() {
+  thread_local FftWorkspace workspace;
+  return workspace;
+}
+
+// Frees the calling thread's buffers (perceptual_ext.ops.release_fft_workspace).
+inline void release_fft_workspace() { fft_workspace() = FftWorkspace{}; }
+
+// An uninitialized [sizes] buffer: the kept one when it fits (keep), else a new one.
+inline at::Tensor fft_buffer(FftBuffer& slot, at::IntArrayRef sizes, const at::TensorOptions& options, bool keep) {
+  if (!keep) return at::empty(sizes, options);
+  const auto& t = slot.tensor;
+  if (!t.defined() || t.sizes() != sizes || t.dtype() != options.dtype() || t.device() != options.device()) {
+    slot.tensor = at::empty(sizes, options);
+    slot.rows = slot.cols = -1;
+  }
+  return slot.tensor;
+}
+
+// A [B, C, fh, fw] buffer that is zero outside its top-left [rows, cols], which the caller
+// writes (the returned view); the zeros are written only when the kept buffer last held data
+// of another extent.
+inline std::pair<at::Tensor, at::Tensor> zero_padded(FftBuffer& slot, int64_t b, int64_t c, int64_t rows,
+                                                     int64_t cols, int64_t fh, int64_t fw,
+                                                     const at::TensorOptions& options, bool keep) {
+  auto padded = fft_buffer(slot, {b, c, fh, fw}, options, keep);
+  if (!keep || slot.rows != rows || slot.cols != cols) padded.zero_();
+  slot.rows = rows;
+  slot.cols = cols;
+  return {padded, padded.narrow(2, 0, rows).narrow(3, 0, cols)};
+}
+
 // Valid cross-correlation by FFT (any device): out[n, o] = sum_i f_i (*) w_oi, as the circular
 // convolution with the flipped template (no conjugate to materialize) read at offset (h-1, w-1),
 // where no wrap-around reaches for transform sizes >= the image's. Products are transformed back
 // in chunks of output channels to bound the spectral buffer. Computed in the input's dtype on the
-// image minus its per-plane mean (the transform's rounding scales with the signal's norm, so this keeps float32
-// accurate on bright, low-contrast images); the mean's share, mean_i * sum(w_oi), is added back.
+// image minus its per-plane mean (the transform's rounding scales with the signal's norm, so this
+// keeps float32 accurate on bright, low-contrast images); the mean's share, mean_i * sum(w_oi), is
+// added back. The inverse runs as its two passes (columns, then the real rows), the way ATen's
+// irfft2 does, so that both write into kept buffers.
 inline at::Tensor fft_xcorr(const at::Tensor& input, const at::Tensor& weight) {
   const int64_t n = input.size(0), ci = input.size(1), o = weight.size(0);
   const int64_t h = weight.size(2), w = weight.size(3);
   const int64_t oh = input.size(2) - h + 1, ow = input.size(3) - w + 1;
-  const int64_t fh = fft_size(input.size(2)), fw = fft_size(input.size(3));
+  const int64_t fh = fft_size(input.size(2)), fw = fft_size(input.size(3)), fc = fw / 2 + 1;
   auto out = at::empty({n, o, oh, ow}, input.options());
   if (out.numel() == 0) return out;
   const auto plane_mean = input.mean({2, 3}, /*keepdim=*/true);  // [N, I, 1, 1], the value subtracted
-  const auto centred = input - plane_mean;
   const auto mean_share = at::mm(plane_mean.view({n, ci}).to(at::kDouble), weight.to(at::kDouble).sum({2, 3}).t())
                               .to(input.scalar_type());  // [N, O]
-  auto fi = at::fft_rfft2(centred, c10::IntArrayRef{fh, fw});
+  constexpr int64_t kChunkElements = int64_t(1) << 23;
+  const int64_t chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, n * fh * fw));
+  const int64_t oc_max = std::min(chunk, o);
+  const auto complex = input.options().dtype(c10::toComplexType(input.scalar_type()));
+  const int64_t real_bytes = input.element_size(), spectrum_bytes = 2 * real_bytes;
+  const int64_t kept = real_bytes * fh * fw * (n * ci + o * ci + n * oc_max) +
+                       spectrum_bytes * fh * fc * (n * ci + o * ci + 2 * n * oc_max);
+  const bool keep = input.is_cpu() && kept <= kFftWorkspaceBytes;
+  FftWorkspace& ws = fft_workspace();
+
+  auto [image, image_data] = zero_padded(ws.image, n, ci, input.size(2), input.size(3), fh, fw, input.options(), keep);
+  at::sub_out(image_data, input, plane_mean);
+  auto fi = fft_buffer(ws.image_spectrum, {n, ci, fh, fc}, complex, keep);
+  at::fft_rfft2_out(fi, image);
   // A full 2-D transform of the padded template: transforming its h nonzero rows first and then
   // the columns costs fewer flops, but leaves the spectrum column-major, and the product with a
   // strided operand is ~10x slower than the transform saves.
-  const auto fwt = at::fft_rfft2(weight.flip({2, 3}), c10::IntArrayRef{fh, fw});
-  constexpr int64_t kChunkElements = int64_t(1) << 23;
-  const int64_t chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, n * fh * fw));
+  auto [templ, templ_data] = zero_padded(ws.templ, o, ci, h, w, fh, fw, weight.options(), keep);
+  templ_data.copy_(weight.flip({2, 3}));
+  auto fwt = fft_buffer(ws.templ_spectrum, {o, ci, fh, fc}, complex, keep);
+  at::fft_rfft2_out(fwt, templ);
   for (int64_t o0 = 0; o0 < o; o0 += chunk) {
     const int64_t oc = std::min(chunk, o - o0);
     // prod[n, o] = sum_i fi[n, i] * fwt[o, i]; in place of the image spectrum where it is not needed
-    // again (one image channel, one template): a buffer of the transform's size less to fault in.
+    // again (one image channel, one template).
     const auto fwt_chunk = fwt.narrow(0, o0, oc);
     at::Tensor prod;
     if (ci == 1 && o == 1) {
       prod = fi.mul_(fwt_chunk);
     } else {
-      prod = fi.select(1, 0).unsqueeze(1) * fwt_chunk.select(1, 0).unsqueeze(0);
+      prod = fft_buffer(ws.product, {n, oc, fh, fc}, complex, keep);
+      at::mul_out(prod, fi.select(1, 0).unsqueeze(1), fwt_chunk.select(1, 0).unsqueeze(0));
       for (int64_t i = 1; i < ci; ++i) prod.addcmul_(fi.select(1, i).unsqueeze(1), fwt_chunk.select(1, i).unsqueeze(0));
     }
-    const auto spatial = at::fft_irfft2(prod, c10::IntArrayRef{fh, fw});
+    constexpr int64_t kByN = 2;  // ATen's fft_norm_mode::by_n: each pass divides by its length
+    auto columns = fft_buffer(ws.columns, {n, oc, fh, fc}, complex, keep);
+    at::_fft_c2c_out(columns, prod, {2}, kByN, /*forward=*/false);
+    auto spatial = fft_buffer(ws.spatial, {n, oc, fh, fw}, input.options(), keep);
+    at::_fft_c2r_out(spatial, columns, {3}, kByN, fw);
     auto out_chunk = out.narrow(1, o0, oc);
     at::add_out(out_chunk, spatial.narrow(2, h - 1, oh).narrow(3, w - 1, ow),
                 mean_share.narrow(1, o0, oc).view({n, oc, 1, 1}));

@@ -136,30 +136,32 @@ void finish_row(const match::BoxRow box, int64_t out_w, const double* __restrict
   }
 }
 
-// Window statistics of a whole output row as arrays over x (WindowTables::stats computed channel
-// by channel), from the boxes of that row in each channel's table and in the energy table.
+// Window statistics of a block of an output row as arrays over x (WindowTables::stats computed
+// channel by channel), from the boxes of that block in each channel's table and in the energy table.
 struct StatisticsRow {
-  std::vector<double> s1;  // S1_c at [c * out_w + x] (when the method needs it)
+  int64_t width;           // columns per block
+  std::vector<double> s1;  // S1_c at [c * width + x] (when the method needs it)
   std::vector<double> sum_sq, sum_tol, energy, variance, energy_tol, var_tol;
 
-  StatisticsRow(int64_t channels, int64_t out_w)
-      : s1(channels * out_w), sum_sq(out_w), sum_tol(out_w), energy(out_w), variance(out_w), energy_tol(out_w),
-        var_tol(out_w) {}
+  StatisticsRow(int64_t channels, int64_t width)
+      : width(width), s1(channels * width), sum_sq(width), sum_tol(width), energy(width), variance(width),
+        energy_tol(width), var_tol(width) {}
 
-  // channel_boxes: `channels` boxes, or nullptr; energy_box: nullptr where S2 is not needed.
+  // The first `count` (<= width) windows. channel_boxes: `channels` boxes, or nullptr; energy_box:
+  // nullptr where S2 is not needed.
   void fill(const match::BoxRow* channel_boxes, int64_t channels, const match::BoxRow* energy_box, double inv_m,
-            int64_t out_w) {
-    std::fill(sum_sq.begin(), sum_sq.end(), 0.0);
-    std::fill(sum_tol.begin(), sum_tol.end(), 0.0);
+            int64_t count) {
+    std::fill(sum_sq.begin(), sum_sq.begin() + count, 0.0);
+    std::fill(sum_tol.begin(), sum_tol.begin() + count, 0.0);
     if (channel_boxes != nullptr) {
       for (int64_t c = 0; c < channels; ++c)
-        add_channel_row(channel_boxes[c], inv_m, out_w, s1.data() + c * out_w, sum_sq.data(), sum_tol.data());
+        add_channel_row(channel_boxes[c], inv_m, count, s1.data() + c * width, sum_sq.data(), sum_tol.data());
     }
     if (energy_box != nullptr) {
-      finish_row<true>(*energy_box, out_w, sum_sq.data(), sum_tol.data(), energy.data(), variance.data(),
+      finish_row<true>(*energy_box, count, sum_sq.data(), sum_tol.data(), energy.data(), variance.data(),
                        energy_tol.data(), var_tol.data());
     } else {
-      finish_row<false>(match::BoxRow{}, out_w, sum_sq.data(), sum_tol.data(), energy.data(), variance.data(),
+      finish_row<false>(match::BoxRow{}, count, sum_sq.data(), sum_tol.data(), energy.data(), variance.data(),
                         energy_tol.data(), var_tol.data());
     }
   }
@@ -178,38 +180,73 @@ void add_row(const double* __restrict src, double* __restrict dst, int64_t count
   for (int64_t x = 0; x < count; ++x) dst[x] += src[x];
 }
 
-// Row y of what a table sums -- channel c of `image_n` ([C, H, W]), or sum_c f_c^2 when
-// c == channels -- as prefix sums t[0] = 0, t[x + 1] = sum_{x' <= x} v[x'], in double.
-template <typename scalar_t>
-void prefix_row(const scalar_t* image_n, int64_t channels, int64_t c, int64_t in_h, int64_t in_w, int64_t y,
-                double* scratch, double* t) {
-  if (c < channels) {
-    const scalar_t* src = image_n + (c * in_h + y) * in_w;
-    for (int64_t x = 0; x < in_w; ++x) scratch[x] = static_cast<double>(src[x]);
-  } else {
-    std::fill(scratch, scratch + in_w, 0.0);
-    for (int64_t cc = 0; cc < channels; ++cc) {
-      const scalar_t* src = image_n + (cc * in_h + y) * in_w;
-      for (int64_t x = 0; x < in_w; ++x) {
-        const double v = static_cast<double>(src[x]);
-        scratch[x] += v * v;
-      }
+// t[x] = (t[x] + carry) + above[x], or t[x] + carry without a row above.
+template <bool with_above>
+void carry_row(double* __restrict t, const double* __restrict above, double carry, int64_t count) {
+  for (int64_t x = 0; x < count; ++x) t[x] = with_above ? (t[x] + carry) + above[x] : t[x] + carry;
+}
+
+// A running sum is one chain of dependent additions, bound by the adder's latency (~3 cycles a
+// value); a row is scanned as this many runs at once, each from zero, and each run's
+// predecessors' total is added afterwards in a vectorized pass.
+constexpr int kScanRuns = 8;
+
+// Prefix sums t[0] = 0, t[x + 1] = v[0] + ... + v[x] of a row of `count` values, plus the table
+// row `above` when given (t[x] += above[x]: one row of a summed-area table).
+template <bool with_above>
+void prefix_sums(const double* __restrict v, int64_t count, const double* __restrict above, double* __restrict t) {
+  const int64_t run = count / kScanRuns;
+  double total[kScanRuns] = {};
+  for (int64_t i = 0; i < run; ++i) {
+    for (int r = 0; r < kScanRuns; ++r) {
+      total[r] += v[r * run + i];
+      t[r * run + i + 1] = total[r];
     }
   }
-  double run = 0.0;
-  t[0] = 0.0;
-  for (int64_t x = 0; x < in_w; ++x) {
-    run += scratch[x];
-    t[x + 1] = run;
+  for (int64_t x = kScanRuns * run; x < count; ++x) {  // the remainder extends the last run
+    total[kScanRuns - 1] += v[x];
+    t[x + 1] = total[kScanRuns - 1];
+  }
+  t[0] = with_above ? above[0] : 0.0;
+  double carry = 0.0;
+  for (int r = 0; r < kScanRuns; ++r) {
+    const int64_t begin = r * run + 1, end = r == kScanRuns - 1 ? count + 1 : begin + run;
+    carry_row<with_above>(t + begin, with_above ? above + begin : nullptr, carry, end - begin);
+    carry += total[r];
   }
 }
+
+// What row y of a table sums -- channel c of `image_n` ([C, H, W]), or sum_c f_c^2 when
+// c == channels -- in double, into v[0, in_w).
+template <typename scalar_t>
+void table_values(const scalar_t* image_n, int64_t channels, int64_t c, int64_t in_h, int64_t in_w, int64_t y,
+                  double* __restrict v) {
+  if (c < channels) {
+    const scalar_t* src = image_n + (c * in_h + y) * in_w;
+    for (int64_t x = 0; x < in_w; ++x) v[x] = static_cast<double>(src[x]);
+    return;
+  }
+  std::fill(v, v + in_w, 0.0);
+  for (int64_t cc = 0; cc < channels; ++cc) {
+    const scalar_t* src = image_n + (cc * in_h + y) * in_w;
+    for (int64_t x = 0; x < in_w; ++x) {
+      const double f = static_cast<double>(src[x]);
+      v[x] += f * f;
+    }
+  }
+}
+
+// Columns of an output row handled together by the forward epilogue: the row's statistics and
+// cross terms stay in L1 between its passes.
+constexpr int64_t kEpilogueColumns = 256;
 
 // The forward epilogue of one method, fused with the window statistics: no table of the image
 // is stored. Each task takes a strip of output rows [y0, y1) of one image and accumulates the
 // tables it needs from input row y0 on (a table started at a later row gives the same box sums,
 // with smaller corners, so a tighter rounding bound), keeping the last h + 1 rows in a ring.
 // When row i + h is in, output row y0 + i gets its statistics, once for all K templates, then
-// per template a branch-free loop over the row (X = X' + sum_c rho_c S1_c, score_of<M>).
+// per template a branch-free loop over the row (X = X' + sum_c rho_c S1_c, score_of<M>), a
+// block of kEpilogueColumns columns at a time.
 template <Method M, typename scalar_t>
 void epilogue_strips(scalar_t* out, const scalar_t* image, const std::vector<match::TemplateStats>& tstats,
                      const double* rho, int64_t n, int64_t channels, int64_t in_h, int64_t in_w, int64_t kk, int64_t h,
@@ -223,10 +260,11 @@ void epilogue_strips(scalar_t* out, const scalar_t* image, const std::vector<mat
   const int64_t strips_per_image = std::max<int64_t>(1, (2 * at::get_num_threads() + n - 1) / n);
   const int64_t strip = std::max<int64_t>(2 * h, (out_h + strips_per_image - 1) / strips_per_image);
   const int64_t strips = (out_h + strip - 1) / strip;
+  const int64_t columns = std::min(out_w, kEpilogueColumns);
   at::parallel_for(0, n * strips, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> ring(tables * slots * stride), scratch(in_w), cross(out_w);
+    std::vector<double> ring(tables * slots * stride), values(in_w), cross(columns);
     std::vector<match::BoxRow> boxes(tables);
-    StatisticsRow row(sum_tables, out_w);
+    StatisticsRow row(sum_tables, columns);
     auto slot = [&](int64_t q, int64_t r) { return ring.data() + (q * slots + r % slots) * stride; };
     for (int64_t task = begin; task < end; ++task) {
       const int64_t nn = task / strips, y0 = (task % strips) * strip, y1 = std::min(out_h, y0 + strip);
@@ -234,27 +272,30 @@ void epilogue_strips(scalar_t* out, const scalar_t* image, const std::vector<mat
       for (int64_t q = 0; q < tables; ++q) std::fill(slot(q, 0), slot(q, 0) + stride, 0.0);
       for (int64_t r = 1; r <= y1 - y0 + h - 1; ++r) {  // local table row r sums input rows [y0, y0 + r)
         for (int64_t q = 0; q < tables; ++q) {
-          prefix_row(image_n, channels, q < sum_tables ? q : channels, in_h, in_w, y0 + r - 1, scratch.data(),
-                     slot(q, r));
-          add_row(slot(q, r - 1), slot(q, r), stride);
+          table_values(image_n, channels, q < sum_tables ? q : channels, in_h, in_w, y0 + r - 1, values.data());
+          prefix_sums<true>(values.data(), in_w, slot(q, r - 1), slot(q, r));
         }
         const int64_t i = r - h;
         if (i < 0) continue;
-        for (int64_t q = 0; q < tables; ++q) boxes[q] = match::box_between(slot(q, i), slot(q, r), w);
-        row.fill(sums ? boxes.data() : nullptr, sum_tables, energy ? boxes.data() + sum_tables : nullptr, inv_m, out_w);
         const int64_t y = y0 + i;
-        for (int64_t k = 0; k < kk; ++k) {
-          scalar_t* v = out + ((nn * kk + k) * out_h + y) * out_w;
-          for (int64_t x = 0; x < out_w; ++x) cross[x] = static_cast<double>(v[x]);
-          for (int64_t c = 0; c < sum_tables; ++c) {
-            const double rho_kc = rho[k * channels + c];
-            const double* s = row.s1.data() + c * out_w;
-            for (int64_t x = 0; x < out_w; ++x) cross[x] += rho_kc * s[x];
-          }
-          const match::TemplateStats g = tstats[k];
-          for (int64_t x = 0; x < out_w; ++x) {
-            const match::WindowStats f{row.energy[x], row.variance[x], row.energy_tol[x], row.var_tol[x]};
-            v[x] = static_cast<scalar_t>(match::score_of<M>(cross[x], f, g));
+        for (int64_t x0 = 0; x0 < out_w; x0 += columns) {
+          const int64_t count = std::min(columns, out_w - x0);
+          for (int64_t q = 0; q < tables; ++q) boxes[q] = match::box_between(slot(q, i) + x0, slot(q, r) + x0, w);
+          row.fill(sums ? boxes.data() : nullptr, sum_tables, energy ? boxes.data() + sum_tables : nullptr, inv_m,
+                   count);
+          for (int64_t k = 0; k < kk; ++k) {
+            scalar_t* v = out + ((nn * kk + k) * out_h + y) * out_w + x0;
+            for (int64_t x = 0; x < count; ++x) cross[x] = static_cast<double>(v[x]);
+            for (int64_t c = 0; c < sum_tables; ++c) {
+              const double rho_kc = rho[k * channels + c];
+              const double* s = row.s1.data() + c * row.width;
+              for (int64_t x = 0; x < count; ++x) cross[x] += rho_kc * s[x];
+            }
+            const match::TemplateStats g = tstats[k];
+            for (int64_t x = 0; x < count; ++x) {
+              const match::WindowStats f{row.energy[x], row.variance[x], row.energy_tol[x], row.var_tol[x]};
+              v[x] = static_cast<scalar_t>(match::score_of<M>(cross[x], f, g));
+            }
           }
         }
       }
@@ -317,9 +358,8 @@ at::Tensor partials_cpu(const at::Tensor& grad, const at::Tensor& cross, const a
 
 // Summed-area tables in double: sat1 of every channel, and sat2 of sum_c f_c^2. Two parallel
 // passes, each over every table: row prefix sums (rows independent), then the running sum down
-// the columns (column blocks independent, vectorized). The same additions in the same order as
-// one sequential sweep t[y+1][x+1] = t[y][x+1] + prefix_x(row y), so the values do not depend on
-// the thread count.
+// the columns (column blocks independent, vectorized). The same additions in the same order
+// whatever the thread count, so the values do not depend on it.
 void tables_cpu(const at::Tensor& image, Method method, at::Tensor& sat1, at::Tensor& sat2) {
   const int64_t n = image.size(0), c = image.size(1), in_h = image.size(2), in_w = image.size(3);
   const int64_t stride = in_w + 1, plane = (in_h + 1) * stride;
@@ -337,11 +377,12 @@ void tables_cpu(const at::Tensor& image, Method method, at::Tensor& sat1, at::Te
     const scalar_t* f = image.data_ptr<scalar_t>();
     // Pass 1: t[y+1] = prefix sums of row y (of f_c, or of sum_c f_c^2).
     at::parallel_for(0, planes * in_h, 16, [&](int64_t begin, int64_t end) {
-      std::vector<double> scratch(in_w);
+      std::vector<double> values(in_w);
       for (int64_t r = begin; r < end; ++r) {
         const int64_t p = r / in_h, y = r % in_h;
         const int64_t nn = p < sum_planes ? p / c : p - sum_planes, cc = p < sum_planes ? p % c : c;
-        prefix_row(f + nn * c * in_h * in_w, c, cc, in_h, in_w, y, scratch.data(), table(p) + (y + 1) * stride);
+        table_values(f + nn * c * in_h * in_w, c, cc, in_h, in_w, y, values.data());
+        prefix_sums<false>(values.data(), in_w, nullptr, table(p) + (y + 1) * stride);
       }
     });
   });

@@ -5,8 +5,8 @@ autograd and fake (meta) kernels are registered beside it so the ops work with
 ``torch.autograd``, ``torch.compile`` and ``torch.library.opcheck``.
 """
 from .gram import gram
-from .match_template import METHODS, find_peaks, match_template
+from .match_template import METHODS, find_peaks, match_template, release_fft_workspace
 from .rff_patch import rff_patch_features
 from .scnn import scnn_features
 
-__all__ = ["METHODS", "find_peaks", "gram", "match_template", "rff_patch_features", "scnn_features"]
+__all__ = ["METHODS", "find_peaks", "gram", "match_template", "release_fft_workspace", "rff_patch_features", "scnn_features"]
