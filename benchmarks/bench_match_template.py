@@ -72,7 +72,10 @@ def workload(impl: str, batch: int, templates: int, side: int, templ_side: int, 
 
 
 def _record_match(benchmark, group, impl, device, **shape):
-    record(benchmark, group, impl, workload, rounds=3 if shape["side"] >= 2048 else 10,
+    # Many rounds (the calls are short and this machine is noisy); the conv composition at 2048²
+    # takes seconds a call, so three.
+    large = shape["side"] >= 2048
+    record(benchmark, group, impl, workload, rounds=(3 if impl == "composition" else 9) if large else 30, warmup=2,
            anchor=impl in ("opencv", "opencv_loop"),  # the report compares every match group with OpenCV
            memory=impl in ("fused", "composition"),  # torch tensors; OpenCV/skimage allocate outside torch
            device=device, **shape)

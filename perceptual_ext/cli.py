@@ -88,7 +88,7 @@ def _run_match(args) -> int:
         for rank, m in enumerate(matches):
             color = (255, 0, 0) if rank == 0 else (255, 200, 0)
             draw.rectangle([m["x"], m["y"], m["x"] + w - 1, m["y"] + h - 1], outline=color, width=2)
-        boxed = torch.from_numpy(numpy.asarray(canvas)).permute(2, 0, 1).float() / 255.0
+        boxed = torch.from_numpy(numpy.array(canvas)).permute(2, 0, 1).float() / 255.0
         try:
             save_image(boxed, args.out, overwrite=args.overwrite)
         except (FileExistsError, OSError) as exc:
