@@ -55,7 +55,12 @@ void direct_row(const scalar_t* in, const scalar_t* wt, scalar_t* out, int64_t c
   int64_t x0 = 0;
   for (; x0 + U * V <= out_w; x0 += U * V) block(x0, std::integral_constant<int64_t, U>{});
   for (; x0 + V <= out_w; x0 += V) block(x0, std::integral_constant<int64_t, 1>{});
-  // Columns left over: scalar, accumulated in the same order.
+  // Columns left over: one more vector ending at the last column, overlapping columns already
+  // done (recomputed in the same order, so the same values); scalar only in rows narrower than it.
+  if (x0 < out_w && out_w >= V) {
+    block(out_w - V, std::integral_constant<int64_t, 1>{});
+    x0 = out_w;
+  }
   for (; x0 < out_w; ++x0) {
     for (int kb = 0; kb < KB; ++kb) {
       scalar_t acc = 0;
