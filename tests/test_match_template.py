@@ -237,6 +237,14 @@ def test_fft_workspace_reuse_across_shapes():
     release_fft_workspace()  # idempotent
 
 
+def test_fft_path_in_template_chunks(device):
+    """Images large enough that the FFT path transforms the products back one template at a time."""
+    image = torch.rand(2, 1, 260, 260, dtype=torch.float64, device=device)  # 2 x 260² > 2^17 elements
+    templ = torch.rand(3, 1, 230, 230, dtype=torch.float64, device=device)
+    expected = F.conv2d(image, templ)
+    torch.testing.assert_close(match_template(image, templ, "corr"), expected, rtol=1e-10, atol=1e-8)
+
+
 def test_layouts_and_non_contiguous(device):
     base = torch.rand(2, 3, 30, 26, dtype=torch.float64, device=device)
     templ = torch.rand(2, 3, 5, 4, dtype=torch.float64, device=device)

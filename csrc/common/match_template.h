@@ -247,7 +247,7 @@ PE_HOST_DEVICE PE_INLINE Partials partials(Method method, double x, const Window
 // the direct kernel's multiply-adds (its inner loop runs over `lanes`-wide vectors of output
 // columns, so narrow outputs waste lanes) against the FFT path's transforms and spectral products
 // at the padded size P = Hf * Wf. The constants are measured ratios of the two paths' throughput
-// on the CPU (direct: vectorized float FMAs; FFT: pocketfft).
+// on the CPU (direct: vectorized float FMAs; FFT: ATen's, MKL in the PyPI wheels).
 PE_HOST_DEVICE PE_INLINE double direct_cost(int64_t n, int64_t i, int64_t o, int64_t out_h, int64_t out_w,
                                             int64_t h, int64_t w, int64_t lanes) {
   const int64_t padded_w = ((out_w + lanes - 1) / lanes) * lanes;
@@ -258,13 +258,13 @@ PE_HOST_DEVICE PE_INLINE double fft_cost(int64_t n, int64_t i, int64_t o, int64_
                                          bool single_precision) {
   const double p = static_cast<double>(fft_h) * fft_w;
   const double p_log_p = p * log2(p > 2.0 ? p : 2.0);
-  // Measured on one core at 512 x 512, in units of one direct float multiply-add (~27 G/s):
-  // float64 forward real transform ~4 p log p, inverse ~21 p log p, spectral multiply-add of
-  // the half spectrum ~215 per pixel.
-  // float32 transforms measured ~2x (forward) to ~4x (inverse) faster.
+  // In units of one direct float multiply-add: float64 forward real transform ~4 p log p, inverse
+  // ~21 p log p (one core, 512²); float32 transforms ~2x (forward) to ~4x (inverse) faster. The
+  // spectral product and the passes around each pair's transforms (padding, mean, copy out)
+  // ~120 per pixel and pair (fitted at 2 threads to 8 x 16 pairs of 256², 1 x 16 of 512², 3 channels).
   const double forward = single_precision ? 2.2 : 4.2, inverse = single_precision ? 5.5 : 21.0;
   return forward * static_cast<double>(n * i + o * i) * p_log_p + inverse * static_cast<double>(n * o) * p_log_p +
-         215.0 * static_cast<double>(n * i * o) * p;
+         120.0 * static_cast<double>(n * i * o) * p;
 }
 
 // Smallest 2,3,5-smooth size >= n (fast FFT lengths).

@@ -188,7 +188,9 @@ inline at::Tensor fft_xcorr(const at::Tensor& input, const at::Tensor& weight) {
   const auto plane_mean = input.mean({2, 3}, /*keepdim=*/true);  // [N, I, 1, 1], the value subtracted
   const auto mean_share = at::mm(plane_mean.view({n, ci}).to(at::kDouble), weight.to(at::kDouble).sum({2, 3}).t())
                               .to(input.scalar_type());  // [N, O]
-  constexpr int64_t kChunkElements = int64_t(1) << 23;
+  // Small enough that a chunk's product, column pass and spatial result stay in cache: one
+  // template at a time for a batch of 8 images of 256² ran 2.7x faster than all 16 at once.
+  constexpr int64_t kChunkElements = int64_t(1) << 17;
   const int64_t chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, n * fh * fw));
   const int64_t oc_max = std::min(chunk, o);
   const auto complex = input.options().dtype(c10::toComplexType(input.scalar_type()));
