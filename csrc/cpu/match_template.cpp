@@ -267,10 +267,15 @@ void epilogue_strips(scalar_t* out, const scalar_t* image, const std::vector<mat
   const int64_t strips = (out_h + strip - 1) / strip;
   const int64_t columns = std::min(out_w, kEpilogueColumns);
   at::parallel_for(0, n * strips, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> ring(tables * slots * stride), values(in_w), cross(columns);
+    // The ring is kept by each thread between calls: a fresh one (~270 KiB at 512²·32²) would be
+    // page-faulted in on every call.
+    thread_local std::vector<double> ring_storage;
+    if (ring_storage.size() < static_cast<size_t>(tables * slots * stride)) ring_storage.resize(tables * slots * stride);
+    double* ring = ring_storage.data();
+    std::vector<double> values(in_w), cross(columns);
     std::vector<match::BoxRow> boxes(tables);
     StatisticsRow row(sum_tables, columns);
-    auto slot = [&](int64_t q, int64_t r) { return ring.data() + (q * slots + r % slots) * stride; };
+    auto slot = [&](int64_t q, int64_t r) { return ring + (q * slots + r % slots) * stride; };
     for (int64_t task = begin; task < end; ++task) {
       const int64_t nn = task / strips, y0 = (task % strips) * strip, y1 = std::min(out_h, y0 + strip);
       const scalar_t* image_n = image + nn * channels * in_h * in_w;
