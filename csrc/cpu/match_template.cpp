@@ -241,6 +241,14 @@ void table_values(const scalar_t* image_n, int64_t channels, int64_t c, int64_t 
   }
 }
 
+// The epilogue's ring of table rows, kept by each thread between calls (one for every method and
+// dtype): a fresh one, ~270 KiB at 512²·32² and 2 MiB at 2048²·64², was page-faulted in on every call.
+double* thread_ring(int64_t count) {
+  thread_local std::vector<double> storage;
+  if (storage.size() < static_cast<size_t>(count)) storage.resize(count);
+  return storage.data();
+}
+
 // Columns of an output row handled together by the forward epilogue: the row's statistics and
 // cross terms stay in L1 between its passes.
 constexpr int64_t kEpilogueColumns = 256;
@@ -267,11 +275,7 @@ void epilogue_strips(scalar_t* out, const scalar_t* image, const std::vector<mat
   const int64_t strips = (out_h + strip - 1) / strip;
   const int64_t columns = std::min(out_w, kEpilogueColumns);
   at::parallel_for(0, n * strips, 1, [&](int64_t begin, int64_t end) {
-    // The ring is kept by each thread between calls: a fresh one (~270 KiB at 512²·32²) would be
-    // page-faulted in on every call.
-    thread_local std::vector<double> ring_storage;
-    if (ring_storage.size() < static_cast<size_t>(tables * slots * stride)) ring_storage.resize(tables * slots * stride);
-    double* ring = ring_storage.data();
+    double* ring = thread_ring(tables * slots * stride);
     std::vector<double> values(in_w), cross(columns);
     std::vector<match::BoxRow> boxes(tables);
     StatisticsRow row(sum_tables, columns);
