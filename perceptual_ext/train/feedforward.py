@@ -233,6 +233,7 @@ def _fit(*, task: str, model: nn.Module, dataset: ImageCrops, objective: Callabl
     bar = tqdm(total=steps, initial=start, desc=f"train-{task}", disable=not (progress and main_process),
                dynamic_ncols=True)
     batches = iter(loader)
+    completed = False
     try:
         model.train()
         for step in range(start, steps):
@@ -258,12 +259,15 @@ def _fit(*, task: str, model: nn.Module, dataset: ImageCrops, objective: Callabl
                 checkpoint(done)
         if main_process and start == steps:
             checkpoint(steps)
+        completed = True
     finally:
         bar.close()
         del batches
         if created_group:
             import torch.distributed as dist
 
+            if completed:  # no process tears its group down while a peer still writes its checkpoint
+                dist.barrier()
             dist.destroy_process_group()
     if failures:
         warnings.warn(f"{failures} image loads failed and were replaced by other images", RuntimeWarning, stacklevel=3)
