@@ -123,8 +123,8 @@ inline PreparedTemplate prepare_template(const at::Tensor& templ, Method method,
 // Buffers of fft_xcorr kept between the calls of one thread, on the CPU: a fresh buffer's pages
 // are faulted in on first touch (~1 us a page, ~250 pages a call at 512² -- as much time as a
 // transform, and the main source of the timing spread). Device memory is already reused by the
-// CUDA caching allocator. At most kFftWorkspaceBytes are kept per thread (a 2048² image with one
-// template needs ~117 MiB in float32); larger problems allocate per call.
+// CUDA caching allocator. At most kFftWorkspaceBytes are kept per thread (a 2048² float32 image
+// with one template keeps 96 MiB); larger problems allocate per call.
 constexpr int64_t kFftWorkspaceBytes = int64_t(128) << 20;
 
 struct FftBuffer {

@@ -102,7 +102,7 @@ def release_fft_workspace() -> None:
 
     On the CPU the FFT path (large templates) keeps its padded inputs, spectra and inverse
     transform buffers per calling thread, up to 128 MiB (a 2048² float32 image with one
-    template needs ~117 MiB), so that repeated calls do not fault in fresh pages each time.
+    template keeps 96 MiB), so that repeated calls do not fault in fresh pages each time.
     Call this when matching is done and the memory is wanted back; the next call allocates anew.
     """
     _C.release_fft_workspace()
