@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "common/match_template_plan.h"
+#include "host/match_template_plan.h"
 
 #ifndef PERCEPTUAL_EXT_VERSION
 #define PERCEPTUAL_EXT_VERSION "unknown"

@@ -5,9 +5,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "common/checks.h"
+#include "host/checks.h"
 #include "common/gram.h"
-#include "common/gram_gemm.h"
+#include "host/gram_gemm.h"
 
 namespace perceptual_ext {
 namespace {

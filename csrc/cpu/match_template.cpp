@@ -1,6 +1,6 @@
 // Template matching, CPU: a register-blocked direct correlation (several templates x several
 // vectors of output columns per inner loop, at::vec FMAs) for small templates, the FFT path of
-// common/match_template_plan.h for large ones; the forward epilogue accumulates the window
+// host/match_template_plan.h for large ones; the forward epilogue accumulates the window
 // statistics strip by strip (no stored tables), the backward partials read whole-image tables.
 
 #include "cpu/simd.h"  // before any ATen header
@@ -13,9 +13,9 @@
 
 #include <vector>
 
-#include "common/checks.h"
+#include "host/checks.h"
 #include "common/match_template.h"
-#include "common/match_template_plan.h"
+#include "host/match_template_plan.h"
 
 namespace perceptual_ext {
 namespace {

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "common/rff_patch.h"
-#include "common/rff_patch_plan.h"
+#include "host/rff_patch_plan.h"
 
 namespace perceptual_ext {
 namespace {

@@ -1,7 +1,7 @@
 // Fused S-CNN, CPU: pixel tiles through every layer (BLAS GEMMs on [t, C] tiles), window sums
 // accumulated in float64, ReLU masks packed to bits for a backward that needs no activations.
 // One parallel loop over tiles (below); argument preparation and the work of one tile from
-// common/scnn_driver.h, the elementwise passes call common/scnn.h.
+// host/scnn_driver.h, the elementwise passes call common/scnn.h.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "common/scnn.h"
-#include "common/scnn_driver.h"
+#include "host/scnn_driver.h"
 
 namespace perceptual_ext {
 namespace {

@@ -6,9 +6,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "common/checks.h"
+#include "host/checks.h"
 #include "common/gram.h"
-#include "common/gram_gemm.h"
+#include "host/gram_gemm.h"
 
 namespace perceptual_ext {
 namespace {

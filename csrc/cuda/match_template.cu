@@ -1,16 +1,16 @@
 // Template matching, CUDA: one thread per output element for the direct cross term and one per
 // window for the epilogue and the backward partials (grid-stride loops, current stream). The
 // statistics' tables, the FFT path and the backward assembly are the ATen compositions of
-// common/match_template_plan.h; the arithmetic is common/match_template.h.
+// host/match_template_plan.h; the arithmetic is common/match_template.h.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "common/checks.h"
+#include "host/checks.h"
 #include "common/match_template.h"
-#include "common/match_template_plan.h"
+#include "host/match_template_plan.h"
 
 namespace perceptual_ext {
 namespace {

@@ -14,7 +14,7 @@
 #include <algorithm>
 
 #include "common/rff_patch.h"
-#include "common/rff_patch_plan.h"
+#include "host/rff_patch_plan.h"
 
 namespace perceptual_ext {
 namespace {

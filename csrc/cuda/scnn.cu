@@ -1,4 +1,4 @@
-// Fused S-CNN, CUDA: the in-order tile loop of common/scnn_driver.h with cuBLAS GEMMs on [t, C]
+// Fused S-CNN, CUDA: the in-order tile loop of host/scnn_driver.h with cuBLAS GEMMs on [t, C]
 // tiles (torch's matmul precision flags apply: TF32 when enabled; half/bfloat16 inputs run the
 // GEMMs in that precision). The elementwise passes are grid-stride kernels, one output element per
 // thread, each calling the arithmetic of common/scnn.h; no atomics (every pass is a gather).
@@ -10,9 +10,9 @@
 
 #include <algorithm>
 
-#include "common/checks.h"
+#include "host/checks.h"
 #include "common/scnn.h"
-#include "common/scnn_driver.h"
+#include "host/scnn_driver.h"
 
 namespace perceptual_ext {
 namespace {

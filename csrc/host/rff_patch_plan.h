@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "common/checks.h"
+#include "host/checks.h"
 #include "common/rff_patch.h"
 
 namespace perceptual_ext {

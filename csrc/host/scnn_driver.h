@@ -23,7 +23,7 @@
 #include <tuple>
 #include <utility>
 
-#include "common/checks.h"
+#include "host/checks.h"
 #include "common/scnn.h"
 
 namespace perceptual_ext {

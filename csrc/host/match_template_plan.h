@@ -8,7 +8,7 @@
 #include <string>
 #include <utility>
 
-#include "common/checks.h"
+#include "host/checks.h"
 #include "common/match_template.h"
 
 namespace perceptual_ext {

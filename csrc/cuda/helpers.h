@@ -1,0 +1,39 @@
+// Launch helpers shared by every .cu file: one block size, a capped grid that is never empty, and
+// the grid-stride loop. Kernels map threads to outputs with these and nothing else, so the only
+// device code that is not shared, tested maths (csrc/common) is this indexing.
+#pragma once
+
+#include <ATen/cuda/CUDAContext.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace perceptual_ext {
+namespace cuda {
+
+constexpr int kThreads = 256;
+// Grid cap for grid-stride kernels: far more blocks than any GPU runs at once, and within the
+// y/z limits too, so one constant serves every dimension.
+constexpr int64_t kMaxBlocks = 65535;
+
+// Blocks for `total` elements at `threads` per block: at least 1 (a launch with 0 blocks is an
+// error), at most kMaxBlocks (the grid-stride loop covers the rest).
+inline unsigned grid_size(int64_t total, int threads = kThreads) {
+  const int64_t blocks = (total + threads - 1) / threads;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(blocks, kMaxBlocks)));
+}
+
+// Blocks for `count` independent work items (tiles, rows) with one block each.
+inline unsigned blocks_for_items(int64_t count) {
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(count, kMaxBlocks)));
+}
+
+inline cudaStream_t current_stream() { return at::cuda::getCurrentCUDAStream(); }
+
+}  // namespace cuda
+}  // namespace perceptual_ext
+
+// for (int64_t i = first thread's index; i < total; i += threads in the grid), with int64 indices.
+#define PE_GRID_STRIDE_LOOP(i, total)                                                             \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (total); \
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
