@@ -3,6 +3,7 @@
 #   make test        install (first time), build, pytest, then the C++ tests (CMake + ctest)
 #   make bench       CPU benchmarks -> benchmarks/results/*.json and a ratio table
 #   make cuda-check  build every .cu against the CUDA torch, import on CPU, run the CPU tests
+#   make cuda-build  the compile/link and import part of cuda-check alone (incremental)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,7 +22,7 @@ STAMP := $(VENV)/.installed
 BUILT := build/.extension-built
 SOURCES := $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h csrc/cuda/*.cu)
 
-.PHONY: install build test pytest ctest demo bench cuda-check clean
+.PHONY: install build test pytest ctest demo bench cuda-build cuda-check clean
 
 install: $(STAMP)
 
@@ -60,15 +61,22 @@ bench: build
 
 # A copy of the tree built with PERCEPTUAL_EXT_CUDA=1 against the CUDA torch, exactly as on a GPU
 # machine (build_ext --inplace), then imported and tested on this CPU-only machine.
-cuda-check:
+# cuda-build: the compile/link and import part alone. Incremental: the copy keeps the sources'
+# times and build/cuda-check/build (ninja's objects) is kept, so only changed files recompile.
+cuda-build:
 	test -x $(CUDA_PY) || $(PYTHON) -m venv $(CUDA_VENV)
-	$(CUDA_PY) -m pip install -q $(TORCH_CUDA) setuptools wheel ninja pybind11 numpy pytest pillow tqdm opencv-python-headless scikit-image
-	rm -rf build/cuda-check && mkdir -p build/cuda-check
+	$(CUDA_PY) -c "import torch, ninja, pybind11" 2>/dev/null || \
+	  $(CUDA_PY) -m pip install -q $(TORCH_CUDA) setuptools wheel ninja pybind11 numpy pytest pillow tqdm opencv-python-headless scikit-image
+	rm -rf build/cuda-check/csrc build/cuda-check/perceptual_ext build/cuda-check/tests && mkdir -p build/cuda-check
 	git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C build/cuda-check
 	@test -n "$(CUDA_HOME)" || { echo "cuda-check: nvcc not found; set CUDA_HOME"; exit 1; }
 	cd build/cuda-check && PERCEPTUAL_EXT_CUDA=1 TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-9.0}" \
 	  $(CUDA_PY) setup.py -q build_ext --inplace
 	cd build/cuda-check && $(CUDA_PY) -c "import perceptual_ext as pe; i = pe.build_info(); print(i); assert i['cuda_compiled'], 'CUDA kernels missing'"
+
+cuda-check:
+	rm -rf build/cuda-check
+	$(MAKE) cuda-build
 	cd build/cuda-check && $(CUDA_PY) -m pytest -q -p no:cacheprovider
 
 clean:
