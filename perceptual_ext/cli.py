@@ -110,7 +110,8 @@ def _add_training_options(p, *, steps: int, batch_size: int, image_size: int, ou
     p.add_argument("--batch-size", type=int, default=batch_size,
                    help="images per step and process (default %(default)s; global batch = processes x this)")
     p.add_argument("--image-size", type=int, default=image_size, help="training crop side (default %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default %(default)s)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="Adam (default) or plain SGD")
     p.add_argument("--vgg-weights", metavar="FILE", help="torchvision VGG16 state dict for the vgg/gram losses")
     p.add_argument("--out-dir", default=out_dir, help="checkpoint.pt and samples/ go here (default %(default)s)")
     p.add_argument("--resume", metavar="CKPT", help="continue a run from its checkpoint")
@@ -127,7 +128,7 @@ def _add_training_options(p, *, steps: int, batch_size: int, image_size: int, ou
 def _training_kwargs(args) -> dict:
     """The keyword arguments of train_style / train_sr from _add_training_options' flags (and --norm)."""
     return dict(out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
-                lr=args.lr, vgg_weights=args.vgg_weights, norm=args.norm, upsample=args.upsample, seed=args.seed,
+                lr=args.lr, optimizer=args.optimizer, vgg_weights=args.vgg_weights, norm=args.norm, upsample=args.upsample, seed=args.seed,
                 device=args.device, num_workers=args.workers, sample_every=args.sample_every,
                 checkpoint_every=args.checkpoint_every, resume=args.resume, overwrite=args.overwrite)
 

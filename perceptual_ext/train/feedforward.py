@@ -38,6 +38,8 @@ from ..models.transform import MODELS, SRCNN, StyleTransformNet, SuperResolution
 CHECKPOINT_FORMAT = "perceptual_ext.feedforward/1"
 CHECKPOINT_NAME = "checkpoint.pt"
 SR_MODELS = ("johnson", "srcnn")
+#: optimizer name -> class (Johnson et al. train with Adam; plain SGD is there for exact comparisons).
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -170,7 +172,7 @@ def _grid(rows: Sequence[Tensor]) -> Tensor:
 def _fit(*, task: str, model: nn.Module, dataset: ImageCrops, objective: Callable[[nn.Module, dict], Tensor],
          preview: Callable[[nn.Module, dict], Tensor], loss: nn.Module, config: dict, out_dir: str, steps: int,
          batch_size: int, lr: float, seed: int, device, num_workers: int, sample_every: int, checkpoint_every: int,
-         resume: Optional[str], overwrite: bool, progress: bool) -> dict:
+         resume: Optional[str], overwrite: bool, progress: bool, optimizer: str = "adam") -> dict:
     _checks.positive_int(steps, "steps")
     _checks.positive_int(batch_size, "batch_size")
     _checks.positive_float(lr, "lr")
@@ -185,7 +187,8 @@ def _fit(*, task: str, model: nn.Module, dataset: ImageCrops, objective: Callabl
 
     model.to(device)
     loss.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    _checks.choice(optimizer, "optimizer", OPTIMIZERS)
+    optimizer = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
     start, history, failures = 0, [], 0
     if resume is not None:
         state = load_checkpoint(resume, map_location=device)
@@ -294,7 +297,8 @@ def train_sr(image_dir: Optional[str] = None, scale: int = 4, loss: str = "mse",
              residual: bool = False, samples: Sequence[str] = DEFAULT_SAMPLES, seed: int = 0,
              device: Optional[str] = None,
              num_workers: int = 0, sample_every: int = 500, checkpoint_every: int = 500,
-             resume: Optional[str] = None, overwrite: bool = False, progress: bool = True) -> dict:
+             resume: Optional[str] = None, overwrite: bool = False, progress: bool = True,
+             optimizer: str = "adam") -> dict:
     """Train a ×``scale`` super-resolution network on (bicubic-downsampled, HR crop) pairs.
 
     Args:
@@ -306,7 +310,7 @@ def train_sr(image_dir: Optional[str] = None, scale: int = 4, loss: str = "mse",
         out_dir: where ``checkpoint.pt`` and ``samples/step_*.png`` (rows: bicubic, model, HR) go.
         steps: total optimizer steps (a resumed run continues up to it).
         batch_size: images per step and process; image_size: HR crop side (a multiple of scale).
-        lr: Adam learning rate.
+        lr: learning rate; optimizer: ``"adam"`` (default) or ``"sgd"`` (plain SGD).
         norm, upsample, channels, num_residual: :class:`SuperResolutionNet` options.
         residual: ``SuperResolutionNet(residual=True)``: learn a correction to bicubic upsampling,
             starting exactly at bicubic (global residual learning; ``model="johnson"`` only).
@@ -348,7 +352,7 @@ def train_sr(image_dir: Optional[str] = None, scale: int = 4, loss: str = "mse",
     return _fit(task="sr", model=net, dataset=dataset, objective=objective, preview=preview, loss=loss_fn,
                 config=config, out_dir=out_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
                 num_workers=num_workers, sample_every=sample_every, checkpoint_every=checkpoint_every, resume=resume,
-                overwrite=overwrite, progress=progress)
+                overwrite=overwrite, progress=progress, optimizer=optimizer)
 
 
 # --------------------------------------------------------------------------- style transfer
@@ -372,7 +376,7 @@ def train_style(style_image: Union[str, Tensor], content_dir: Optional[str] = No
                 channels: int = 32, num_residual: int = 5, samples: Sequence[str] = DEFAULT_SAMPLES,
                 seed: int = 0, device: Optional[str] = None, num_workers: int = 0, sample_every: int = 500,
                 checkpoint_every: int = 500, resume: Optional[str] = None, overwrite: bool = False,
-                progress: bool = True) -> dict:
+                progress: bool = True, optimizer: str = "adam") -> dict:
     """Train a :class:`StyleTransformNet` for one style (Johnson et al.'s fast style transfer).
 
     The objective on content crops ``x`` with output ``y = f(x)`` is
@@ -427,7 +431,7 @@ def train_style(style_image: Union[str, Tensor], content_dir: Optional[str] = No
     return _fit(task="style", model=net, dataset=dataset, objective=objective, preview=preview, loss=terms,
                 config=config, out_dir=out_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
                 num_workers=num_workers, sample_every=sample_every, checkpoint_every=checkpoint_every, resume=resume,
-                overwrite=overwrite, progress=progress)
+                overwrite=overwrite, progress=progress, optimizer=optimizer)
 
 
 # --------------------------------------------------------------------------- inference
