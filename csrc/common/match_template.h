@@ -15,6 +15,12 @@
 //   ssd_normed:   both flat -> 0, exactly one flat -> 1, else max(S2 - 2X + G2, 0) / sqrt(S2 G2)
 //                 (no upper clamp: the exact value may exceed 1; OpenCV clamps it to 1)
 //   ssd:          max(S2 - 2X + G2, 0);  corr, zero_mean_corr: X.
+//
+// NaN is never hidden: every clamp and every flat test is a comparison that is false for NaN
+// (`!(v < 0) ? v : 0` keeps NaN, `v <= tol` is false for it), so a NaN statistic or cross term
+// gives a NaN score and NaN partials, never a defined flat-window value (see keep_nan_max0). The
+// host plan (host/match_template_plan.h) scores windows that touch a non-finite input as NaN
+// itself; what reaches these functions as inf/NaN is an overflow, and it stays inf/NaN.
 #pragma once
 
 #include <cmath>
@@ -84,6 +90,14 @@ PE_HOST_DEVICE PE_INLINE double box_magnitude(const double* sat, int64_t stride,
   return box_row(sat, stride, y, h, w).magnitude(x);
 }
 
+// max(v, 0) that keeps NaN (v > 0 ? v : 0 would turn NaN into 0: a perfect ssd match).
+PE_HOST_DEVICE PE_INLINE double keep_nan_max0(double v) { return !(v < 0.0) ? v : 0.0; }
+
+// 0 for finite v, NaN for NaN or inf. Added to a flat-window value, so that the rule "one side
+// flat -> a constant" does not hide a NaN on the other side (a select on isnan would do the same,
+// but this stays plain arithmetic in the vectorized epilogue).
+PE_HOST_DEVICE PE_INLINE double nan_of(double v) { return v - v; }
+
 // Statistics of one image window.
 struct WindowStats {
   double energy;      // S2
@@ -103,10 +117,10 @@ struct WindowAccumulator {
   }
   PE_HOST_DEVICE WindowStats finish(double s2, double s2_magnitude) const {
     WindowStats s;
-    s.energy = s2 > 0.0 ? s2 : 0.0;
+    s.energy = keep_nan_max0(s2);
     s.energy_tol = kFlatTolerance * s2_magnitude;
     const double v = s2 - sum_sq_over_m;
-    s.variance = v > 0.0 ? v : 0.0;
+    s.variance = keep_nan_max0(v);
     s.var_tol = kFlatTolerance * (s2_magnitude + sum_tol);
     return s;
   }
@@ -158,31 +172,34 @@ struct WindowTables {
   }
 };
 
+// Clamp to [-1, 1]; NaN stays NaN (both comparisons are false for it).
 PE_HOST_DEVICE PE_INLINE double clamp_unit(double v) { return v > 1.0 ? 1.0 : (v < -1.0 ? -1.0 : v); }
 
 // Score of one window against one template from the cross term X, for a method known at compile
 // time. Branch-free (selects, not returns), so that a loop over windows vectorizes on the CPU;
 // the discarded operand of a select may be inf/NaN (division by a flat statistic), never returned.
+// A NaN statistic is never flat (`<=` is false for NaN), so it reaches the returned ratio.
 template <Method M>
 PE_HOST_DEVICE PE_INLINE double score_of(double x, const WindowStats& f, const TemplateStats& g) {
   if constexpr (M == Method::kCorr || M == Method::kZeroMeanCorr) {
     return x;
   } else if constexpr (M == Method::kSsd) {
-    const double d = f.energy - 2.0 * x + g.energy;
-    return d > 0.0 ? d : 0.0;
+    return keep_nan_max0(f.energy - 2.0 * x + g.energy);
   } else if constexpr (M == Method::kNcc) {
     const bool flat_f = f.variance <= f.var_tol, flat_g = g.variance <= g.var_tol;
     const double r = clamp_unit(x / sqrt(f.variance * g.variance));
-    return flat_f ? (flat_g ? 1.0 : 0.0) : (flat_g ? 0.0 : r);
+    const double nan = nan_of(x) + nan_of(f.variance) + nan_of(g.variance);
+    return (flat_f ? (flat_g ? 1.0 : 0.0) : (flat_g ? 0.0 : r)) + nan;
   } else if constexpr (M == Method::kCorrNormed) {
     const bool flat_f = f.energy <= f.energy_tol, flat_g = g.energy <= g.energy_tol;
     const double r = clamp_unit(x / sqrt(f.energy * g.energy));
-    return flat_f ? (flat_g ? 1.0 : 0.0) : (flat_g ? 0.0 : r);
+    const double nan = nan_of(x) + nan_of(f.energy) + nan_of(g.energy);
+    return (flat_f ? (flat_g ? 1.0 : 0.0) : (flat_g ? 0.0 : r)) + nan;
   } else {  // kSsdNormed
     const bool flat_f = f.energy <= f.energy_tol, flat_g = g.energy <= g.energy_tol;
     const double d = f.energy - 2.0 * x + g.energy;
-    const double r = (d > 0.0 ? d : 0.0) / sqrt(f.energy * g.energy);
-    return flat_f ? (flat_g ? 0.0 : 1.0) : (flat_g ? 1.0 : r);
+    const double r = keep_nan_max0(d) / sqrt(f.energy * g.energy);
+    return (flat_f ? (flat_g ? 0.0 : 1.0) : (flat_g ? 1.0 : r)) + nan_of(d);
   }
 }
 
@@ -206,13 +223,20 @@ PE_HOST_DEVICE PE_INLINE double score(Method method, double x, const WindowStats
 }
 
 // Partial derivatives of score() with respect to X, the window statistic (S2, or V_f for ncc)
-// and the template statistic (G2, or V_g for ncc). Flat windows are constants: zero gradient.
+// and the template statistic (G2, or V_g for ncc). Flat windows are constants: zero gradient
+// (NaN where a statistic or the cross term is NaN/inf).
 // The rounding clamps are ignored (they only act on values off by rounding).
 struct Partials {
   double d_cross;
   double d_window;
   double d_templ;
 };
+
+// A flat window's partials: 0, or NaN where the cross term or a statistic is NaN/inf.
+PE_HOST_DEVICE PE_INLINE Partials flat_partials(double x, double window, double templ) {
+  const double nan = nan_of(x) + nan_of(window) + nan_of(templ);
+  return Partials{nan, nan, nan};
+}
 
 PE_HOST_DEVICE PE_INLINE Partials partials(Method method, double x, const WindowStats& f, const TemplateStats& g) {
   switch (method) {
@@ -222,19 +246,19 @@ PE_HOST_DEVICE PE_INLINE Partials partials(Method method, double x, const Window
     case Method::kSsd:
       return Partials{-2.0, 1.0, 1.0};
     case Method::kNcc: {
-      if (f.variance <= f.var_tol || g.variance <= g.var_tol) return Partials{0.0, 0.0, 0.0};
+      if (f.variance <= f.var_tol || g.variance <= g.var_tol) return flat_partials(x, f.variance, g.variance);
       const double inv_d = 1.0 / sqrt(f.variance * g.variance);
       const double r = x * inv_d;
       return Partials{inv_d, -0.5 * r / f.variance, -0.5 * r / g.variance};
     }
     case Method::kCorrNormed: {
-      if (f.energy <= f.energy_tol || g.energy <= g.energy_tol) return Partials{0.0, 0.0, 0.0};
+      if (f.energy <= f.energy_tol || g.energy <= g.energy_tol) return flat_partials(x, f.energy, g.energy);
       const double inv_d = 1.0 / sqrt(f.energy * g.energy);
       const double r = x * inv_d;
       return Partials{inv_d, -0.5 * r / f.energy, -0.5 * r / g.energy};
     }
     case Method::kSsdNormed: {
-      if (f.energy <= f.energy_tol || g.energy <= g.energy_tol) return Partials{0.0, 0.0, 0.0};
+      if (f.energy <= f.energy_tol || g.energy <= g.energy_tol) return flat_partials(x, f.energy, g.energy);
       const double inv_d = 1.0 / sqrt(f.energy * g.energy);
       const double r = (f.energy - 2.0 * x + g.energy) * inv_d;
       return Partials{-2.0 * inv_d, inv_d - 0.5 * r / f.energy, inv_d - 0.5 * r / g.energy};

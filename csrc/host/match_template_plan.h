@@ -5,8 +5,12 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "host/checks.h"
 #include "common/match_template.h"
@@ -164,9 +168,15 @@ inline std::pair<at::Tensor, at::Tensor> zero_padded(FftBuffer& slot, int64_t b,
                                                      int64_t cols, int64_t fh, int64_t fw,
                                                      const at::TensorOptions& options, bool keep) {
   auto padded = fft_buffer(slot, {b, c, fh, fw}, options, keep);
-  if (!keep || slot.rows != rows || slot.cols != cols) padded.zero_();
-  slot.rows = rows;
-  slot.cols = cols;
+  if (!keep) {
+    // A buffer of its own: the kept one, and the extent recorded for it, are left alone (recording
+    // this extent would let the next kept call skip the zeroing over an older, larger extent).
+    padded.zero_();
+  } else if (slot.rows != rows || slot.cols != cols) {
+    padded.zero_();
+    slot.rows = rows;
+    slot.cols = cols;
+  }
   return {padded, padded.narrow(2, 0, rows).narrow(3, 0, cols)};
 }
 
@@ -267,9 +277,76 @@ inline Tables window_tables(const at::Tensor& image, Method method, const Device
   return t;
 }
 
+// Non-finite and overflowing inputs. The kernels' window sums are summed-area tables and their
+// cross terms may be FFTs, both of which would spread one NaN/inf pixel far beyond the windows
+// that contain it. So a call whose inputs are not all finite is computed on the inputs with
+// those values set to 0, and then every window that touches one -- every window of a template
+// that holds one -- is set to NaN (forward), resp. the gradient of every pixel of such a window
+// and of such a template is NaN (backward). A float32 call whose products could overflow float32
+// in the cross term (values up to ~1e9 for typical sizes are safe) is computed in float64 and
+// rounded to float32 once, so scores beyond float32's range are +inf, never a clamped 0.
+struct InputRange {
+  bool finite = true;  // no NaN/inf in the image and the template (a NaN grad just propagates)
+  bool wide = false;   // float32 whose cross terms could overflow: compute in float64
+};
+
+// max |x| in double (NaN when x holds NaN, inf for inf); 0 for an empty tensor.
+inline at::Tensor abs_max(const at::Tensor& x) {
+  if (x.numel() == 0) return at::zeros({}, x.options().dtype(at::kDouble));
+  const auto [lo, hi] = at::aminmax(x);  // NaN when x holds one
+  return at::maximum(lo.abs(), hi.abs()).to(at::kDouble);
+}
+
+inline InputRange input_range(const at::Tensor& image, const at::Tensor& templ, const at::Tensor* grad) {
+  std::vector<at::Tensor> maxima{abs_max(image), abs_max(templ)};
+  if (grad != nullptr) maxima.push_back(abs_max(*grad));
+  const auto m = at::stack(maxima).cpu();  // one transfer (one synchronisation on a GPU)
+  const double* v = m.data_ptr<double>();
+  InputRange r;
+  r.finite = std::isfinite(v[0]) && std::isfinite(v[1]);
+  if (!r.finite || image.scalar_type() != at::kFloat) return r;
+  // Bound of any float32 intermediate: a correlation (direct or FFT) of C*H*W values against
+  // K*h*w taps, each product at most the largest pair of maxima (centring doubles a value).
+  const double terms = 4.0 * static_cast<double>(image.size(1) + templ.size(0) + image.size(0)) *
+                       static_cast<double>(image.size(2) * image.size(3)) *
+                       static_cast<double>(templ.size(2) * templ.size(3));
+  double pair = v[0] * v[1];
+  if (grad != nullptr && std::isfinite(v[2])) pair = std::max({pair, v[0] * v[2], v[1] * v[2]});
+  r.wide = pair * terms > 1e30;
+  return r;
+}
+
+// [N, 1, Ho, Wo] bool: the windows of `image` that hold a NaN/inf value in any channel.
+inline at::Tensor nonfinite_windows(const at::Tensor& image, int64_t h, int64_t w) {
+  const auto bad = image.isfinite().logical_not().any(1, /*keepdim=*/true);
+  return box_sums(summed_area_table(bad), h, w) > 0.5;
+}
+
+// [1, K, 1, 1] bool: the templates that hold a NaN/inf value.
+inline at::Tensor nonfinite_templates(const at::Tensor& templ) {
+  return templ.isfinite().logical_not().flatten(1).any(1).view({1, templ.size(0), 1, 1});
+}
+
+inline at::Tensor finite_part(const at::Tensor& x) { return at::nan_to_num(x, 0.0, 0.0, 0.0); }
+
+inline at::Tensor forward(const at::Tensor& image_in, const at::Tensor& templ_in, const std::string& method_name,
+                          const DeviceKernels& k);
+
+// forward, for a call whose inputs are not all finite or may overflow float32 (see InputRange).
+inline at::Tensor forward_special(const at::Tensor& image, const at::Tensor& templ, const std::string& method,
+                                  const InputRange& range, const DeviceKernels& k) {
+  if (range.finite)
+    return forward(image.to(at::kDouble), templ.to(at::kDouble), method, k).to(image.scalar_type());
+  auto out = forward(finite_part(image), finite_part(templ), method, k);
+  const auto bad = nonfinite_windows(image, templ.size(2), templ.size(3)).logical_or(nonfinite_templates(templ));
+  return out.masked_fill_(bad, std::numeric_limits<double>::quiet_NaN());
+}
+
 inline at::Tensor forward(const at::Tensor& image_in, const at::Tensor& templ_in, const std::string& method_name,
                           const DeviceKernels& k) {
   const Method method = parse_method(method_name);
+  const InputRange range = input_range(image_in, templ_in, nullptr);
+  if (!range.finite || range.wide) return forward_special(image_in, templ_in, method_name, range, k);
   const auto image = image_in.contiguous();
   const int64_t h = templ_in.size(2), w = templ_in.size(3);
   const auto prepared = prepare_template(templ_in, method, centred_cross(method));
@@ -294,6 +371,24 @@ inline std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, co
               "], got ", grad.sizes());
   check_same(grad, image, "match_template_backward", "grad", "image");
   if (n * kk * oh * ow == 0 || c == 0) return {at::zeros_like(image_in), at::zeros_like(templ_in)};
+  const InputRange range = input_range(image, templ_in, &grad);
+  if (range.wide) {
+    const auto [gi, gt] = backward(grad.to(at::kDouble), image.to(at::kDouble), templ_in.to(at::kDouble), method_name, k);
+    return {gi.to(image_in.scalar_type()), gt.to(templ_in.scalar_type())};
+  }
+  if (!range.finite) {
+    // Non-finite image or template (a NaN/inf grad just propagates): the gradient of the finite
+    // part, NaN on every pixel of a window that touches a non-finite value and on every template
+    // with such a window.
+    auto [gi, gt] = backward(grad, finite_part(image), finite_part(templ_in), method_name, k);
+    const auto bad = nonfinite_windows(image, h, w).logical_or(nonfinite_templates(templ_in));  // [N|1, K|1, ., .]
+    const auto windows = bad.expand({n, kk, oh, ow});
+    const auto pixels = box_sums_adjoint(windows.any(1, /*keepdim=*/true).to(at::kDouble), h, w) > 0.5;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    gi.masked_fill_(pixels, nan);
+    gt.masked_fill_(windows.flatten(2).any(2).any(0).view({kk, 1, 1, 1}), nan);
+    return {gi, gt};
+  }
 
   const auto prepared = prepare_template(templ_in, method, /*centre=*/false);
   const auto cross = xcorr(image, prepared.used, k);

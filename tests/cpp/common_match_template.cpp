@@ -109,6 +109,36 @@ int main() {
   }
   CHECK(partials(Method::kNcc, 0.0, flat, g).d_cross == 0.0);
 
+  // NaN is never hidden: a NaN statistic or cross term gives a NaN score for every method (no
+  // clamp to 0, no flat-window constant), also where the other side is flat; an overflowed ssd
+  // (inf energy, finite cross term) stays inf, never 0.
+  const double nan = std::nan("");
+  WindowAccumulator nan_acc;
+  nan_acc.add_channel(nan, nan, 0.25);
+  const auto nan_window = nan_acc.finish(nan, nan);
+  CHECK(std::isnan(nan_window.energy) && std::isnan(nan_window.variance));
+  const auto nan_templ = template_stats(nan, nan);
+  for (Method m : {Method::kZeroMeanCorr, Method::kSsd, Method::kNcc, Method::kSsdNormed, Method::kCorrNormed}) {
+    CHECK(std::isnan(score(m, nan, s, g)));
+    if (m != Method::kZeroMeanCorr) {
+      CHECK(std::isnan(score(m, 0.5, nan_window, g)));
+      CHECK(std::isnan(score(m, 0.5, nan_window, flat_g)));
+      CHECK(std::isnan(score(m, 0.5, nan_window, zero_g)));
+      CHECK(std::isnan(score(m, 0.5, s, nan_templ)));
+      CHECK(std::isnan(score(m, 0.5, flat, nan_templ)));
+      CHECK(std::isnan(score(m, 0.5, dark, nan_templ)));
+      const auto p = partials(m, 0.5, nan_window, g);
+      CHECK(m == Method::kSsd || (std::isnan(p.d_cross) && std::isnan(p.d_window)));
+    }
+  }
+  CHECK(std::isnan(score(Method::kNcc, nan, flat, flat_g)));
+  CHECK(std::isnan(score(Method::kCorrNormed, nan, dark, zero_g)));
+  CHECK(std::isnan(score(Method::kSsdNormed, nan, dark, zero_g)));
+  WindowAccumulator huge_acc;
+  const auto huge = huge_acc.finish(INFINITY, INFINITY);
+  CHECK(score(Method::kSsd, 1.0, huge, g) == INFINITY);
+  CHECK(keep_nan_max0(-1.0) == 0.0 && keep_nan_max0(2.0) == 2.0 && std::isnan(keep_nan_max0(nan)));
+
   // Cost model: small templates go direct, large ones FFT; fft sizes are 2,3,5-smooth.
   CHECK(direct_cost(1, 1, 1, 505, 505, 8, 8, 8) < fft_cost(1, 1, 1, fft_size(512), fft_size(512), true));
   CHECK(direct_cost(1, 1, 1, 1985, 1985, 64, 64, 8) > fft_cost(1, 1, 1, fft_size(2048), fft_size(2048), true));
