@@ -19,11 +19,21 @@ def tensor(x, name: str) -> Tensor:
     return x
 
 
+FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def floating(x, name: str) -> Tensor:
-    """A real floating-point tensor (float16, bfloat16, float32 or float64)."""
+    """A real floating-point tensor: float16, bfloat16, float32 or float64.
+
+    The dtype policy of every op, on every device: float32/float64 are computed in their own
+    precision; float16/bfloat16 are accepted and the result (and gradient) comes back in their
+    dtype, computed in float32 (or, where a CUDA kernel supports them natively, with float32
+    accumulation: gram, scnn_features).
+    """
     tensor(x, name)
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a real floating-point tensor (float32 or float64), got dtype {x.dtype}")
+    if x.dtype not in FLOATING:
+        raise TypeError(f"{name} must be a real floating-point tensor: float32 or float64, or float16/bfloat16 "
+                        f"(computed in float32 and returned in their dtype), got dtype {x.dtype}")
     return x
 
 
@@ -80,8 +90,9 @@ def reduce(per_sample: Tensor, how: str) -> Tensor:
     return per_sample
 
 
-def compute_dtype(x: Tensor) -> torch.dtype:
-    """float32 for reduced-precision input on the CPU (our CPU kernels compute in float32/64)."""
-    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
+def compute_dtype(x: Tensor, native_cuda: bool = False) -> torch.dtype:
+    """The dtype an op computes reduced-precision input in (see :func:`floating`): float32,
+    or the input's own dtype on CUDA where the op's kernel supports it (``native_cuda``)."""
+    if x.dtype in (torch.float16, torch.bfloat16) and not (native_cuda and x.device.type == "cuda"):
         return torch.float32
     return x.dtype

@@ -365,3 +365,115 @@ def test_ncc_loss_bad_input():
         ncc_loss(torch.rand(2, 1, 8, 8), torch.rand(3, 1, 8, 8))
     with pytest.raises(ValueError, match="input must be"):
         ncc_loss(torch.rand(8, 8), torch.rand(8, 8))
+
+
+# --- NaN / inf / overflow (issue 19) and the FFT workspace's padded extent (issue 22) ----------
+
+def _touching(shape, y, x, h, w):
+    """[Ho, Wo] bool: the windows of an image of `shape` (H, W) that contain pixel (y, x)."""
+    hh, ww = shape
+    oy = torch.arange(hh - h + 1).view(-1, 1)
+    ox = torch.arange(ww - w + 1).view(1, -1)
+    return (oy <= y) & (y < oy + h) & (ox <= x) & (x < ox + w)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("h", [5, 40])  # direct kernel and FFT path
+@pytest.mark.parametrize("method", METHODS)
+def test_nonfinite_pixel_gives_nan_exactly_where_it_touches(method, h, bad, device):
+    image = torch.rand(2, 2, 64, 64, device=device)
+    templ = torch.rand(3, 2, h, h, device=device)
+    ref = match_template(image.double(), templ.double(), method)
+    image[1, 1, 30, 20] = bad
+    score = match_template(image, templ, method)
+    touched = _touching((64, 64), 30, 20, h, h).to(device)
+    assert score[1, :, touched].isnan().all()
+    assert not score[1, :, ~touched].isnan().any() and not score[0].isnan().any()
+    torch.testing.assert_close(score[1, :, ~touched].double(), ref[1, :, ~touched], atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(score[0].double(), ref[0], atol=2e-4, rtol=1e-4)
+    # The best ssd window is never the NaN one (it was a perfect 0 before).
+    locations, _ = find_peaks(score[1, 0], k=3, maximize=method in ("corr", "zero_mean_corr", "ncc", "corr_normed"))
+    for y, x in locations.tolist():
+        assert not touched[y, x]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nonfinite_template_gives_nan_windows_and_masked_too(method, device):
+    image = torch.rand(1, 1, 20, 20, device=device)
+    templ = torch.rand(2, 1, 4, 4, device=device)
+    templ[1, 0, 2, 1] = float("nan")
+    score = match_template(image, templ, method)
+    assert score[0, 1].isnan().all() and not score[0, 0].isnan().any()
+    masked = match_template(image, templ, method, mask=torch.ones(4, 4, device=device))
+    assert masked[0, 1].isnan().all() and not masked[0, 0].isnan().any()
+    image[0, 0, 3, 3] = float("inf")
+    masked = match_template(image, templ[:1], method, mask=torch.ones(4, 4, device=device))
+    assert masked[0, 0, :4, :4].isnan().all()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nonfinite_backward_is_nan_on_touched_pixels(method, device):
+    image = torch.rand(1, 1, 16, 16, dtype=torch.float64, device=device)
+    image[0, 0, 8, 8] = float("nan")
+    image.requires_grad_(True)
+    templ = torch.rand(1, 1, 3, 3, dtype=torch.float64, device=device, requires_grad=True)
+    score = match_template(image, templ, method)
+    gi, gt = torch.autograd.grad(score.sum(), (image, templ))
+    touched_pixels = torch.zeros(16, 16, dtype=torch.bool, device=device)
+    touched_pixels[6:11, 6:11] = True
+    assert gi[0, 0, touched_pixels].isnan().all() and not gi[0, 0, ~touched_pixels].isnan().any()
+    assert gt.isnan().all()
+    # Away from the NaN, the gradient is the one of the finite image there.
+    clean = image.detach().clone()
+    clean[0, 0, 8, 8] = 0.5
+    clean.requires_grad_(True)
+    grad_windows = torch.ones_like(score)
+    grad_windows[0, 0, 6:9, 6:9] = 0  # the touched windows contribute nothing to the other pixels
+    (gc,) = torch.autograd.grad((match_template(clean, templ.detach(), method) * grad_windows).sum(), clean)
+    (gi0,) = torch.autograd.grad((match_template(image, templ.detach(), method) * grad_windows).sum(), image)
+    torch.testing.assert_close(gi0[0, 0, ~touched_pixels], gc[0, 0, ~touched_pixels])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_float32_overflow_is_inf_not_zero(method, device):
+    image = torch.full((1, 1, 8, 8), 3e38, device=device)
+    image[0, 0, ::2] = 2.9e38
+    templ = torch.full((1, 1, 3, 3), -3e38, device=device)
+    score = match_template(image, templ, method)
+    ref = match_template(image.double(), templ.double(), method)  # exact in float64
+    assert not score.isnan().any()
+    if method == "ssd":
+        assert (score == float("inf")).all()  # true value ~8e77
+    expected = ref.float()  # rounds to +-inf beyond float32's range, as the score must
+    torch.testing.assert_close(score, expected, rtol=1e-5, atol=1e-6)
+    same = match_template(image, image[..., :3, :3].clone(), "ssd")
+    assert same[0, 0, 0, 0] == 0  # equal huge values are still a perfect match, not inf
+    grad_image = torch.autograd.grad(match_template(image.requires_grad_(True), templ, "ssd_normed").sum(), image)[0]
+    assert torch.isfinite(grad_image).all()
+
+
+def test_find_peaks_never_picks_nan_and_handles_empty_maps():
+    score = torch.tensor([[0.1, float("nan")], [0.3, 0.2]])
+    for maximize in (True, False):
+        locations, values = find_peaks(score, k=4, maximize=maximize)
+        assert [0, 1] not in locations.tolist()
+        assert values[:3].isfinite().all() and values[3].isnan() and locations[3].tolist() == [-1, -1]
+    for shape in [(0, 5), (5, 0), (3, 0, 0)]:
+        locations, values = find_peaks(torch.zeros(shape), k=2)
+        assert locations.shape == (*shape[:-2], 2, 2) and (locations == -1).all() and values.isnan().all()
+
+
+def test_fft_workspace_extent_not_recorded_for_unkept_buffers():
+    # A call over the workspace budget used to record its padded extent in the kept buffer's slot,
+    # so the next kept call skipped the zeroing and correlated with an older, larger template's taps.
+    release_fft_workspace()
+    img, templ_a, templ_c = torch.rand(1, 1, 512, 512), torch.rand(1, 1, 100, 100), torch.rand(1, 1, 64, 64)
+    ref = match_template(img.double(), templ_c.double(), "corr")
+    match_template(img, templ_a, "corr")  # kept: a 100² template
+    match_template(torch.rand(8, 1, 2048, 2048), torch.rand(1, 1, 64, 64), "corr")  # over the budget
+    torch.testing.assert_close(match_template(img, templ_c, "corr").double(), ref, atol=5e-3, rtol=1e-5)
+    if torch.cuda.is_available():  # CPU -> CUDA -> CPU: CUDA calls never keep buffers
+        match_template(img, templ_a, "corr")
+        match_template(img.cuda(), templ_c.cuda(), "corr")
+        torch.testing.assert_close(match_template(img, templ_c, "corr").double(), ref, atol=5e-3, rtol=1e-5)
+    release_fft_workspace()

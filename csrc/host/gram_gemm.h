@@ -32,6 +32,10 @@ inline void upper_block_triangle(at::Tensor& out, const at::Tensor& features, co
 
 // d features = scale * (dG + dG^T) features: one batched GEMM.
 inline at::Tensor backward(const at::Tensor& grad, const at::Tensor& features, bool normalize) {
+  const int64_t n = features.size(0), c = features.size(1);
+  TORCH_CHECK_VALUE(grad.dim() == 3 && grad.size(0) == n && grad.size(1) == c && grad.size(2) == c,
+                    "gram_backward: grad must be [N, C, C] = [", n, ", ", c, ", ", c, "] for features of shape ",
+                    features.sizes(), ", got ", grad.sizes());
   const double s = scale(features.size(1), features.size(2), normalize);
   const auto symmetric = grad + grad.transpose(1, 2);
   auto out = at::empty(features.sizes(), features.options());

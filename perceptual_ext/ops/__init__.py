@@ -4,6 +4,7 @@ Each wrapper validates its arguments, reshapes convenience layouts, and calls th
 autograd and fake (meta) kernels are registered beside it so the ops work with
 ``torch.autograd``, ``torch.compile`` and ``torch.library.opcheck``.
 """
+from . import _autograd  # noqa: F401  (every op's backward and double backward)
 from .gram import gram
 from .match_template import METHODS, find_peaks, match_template, release_fft_workspace
 from .rff_patch import rff_patch_features

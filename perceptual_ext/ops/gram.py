@@ -39,7 +39,7 @@ def gram(features: Tensor, normalize: bool = True) -> Tensor:
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
     flat = features.flatten(2) if features.dim() == 4 else features
-    dtype = _checks.compute_dtype(flat)
+    dtype = _checks.compute_dtype(flat, native_cuda=True)
     if dtype != flat.dtype:
         return _OPS.gram(flat.to(dtype), normalize).to(features.dtype)
     return _OPS.gram(flat, normalize)
@@ -56,45 +56,3 @@ def _gram_fake(features, normalize):
 def _gram_backward_fake(grad, features, normalize):
     torch._check(grad.dim() == 3 and features.dim() == 3, lambda: "gram_backward: expects 3-D tensors")
     return features.new_empty(features.shape)
-
-
-def _scale(features: Tensor, normalize: bool) -> float:
-    c, length = features.shape[1], features.shape[2]
-    return 1.0 / (c * length) if normalize and c * length > 0 else 1.0
-
-
-def _gram_setup_context(ctx, inputs, output):
-    features, normalize = inputs
-    ctx.normalize = normalize
-    ctx.save_for_backward(features if ctx.needs_input_grad[0] else None)
-
-
-def _gram_backward(ctx, grad):
-    (features,) = ctx.saved_tensors
-    if features is None:
-        return None, None
-    return _OPS.gram_backward(grad.contiguous(), features, ctx.normalize), None
-
-
-def _gram_backward_setup_context(ctx, inputs, output):
-    grad, features, normalize = inputs
-    ctx.normalize = normalize
-    ctx.save_for_backward(grad, features)
-
-
-def _gram_double_backward(ctx, grad_out):
-    # d features = s (dG + dG^T) psi is bilinear in (dG, psi); its adjoints are plain GEMMs.
-    grad, features = ctx.saved_tensors
-    s = _scale(features, ctx.normalize)
-    grad_grad = grad_features = None
-    if ctx.needs_input_grad[0]:
-        outer = grad_out @ features.mT
-        grad_grad = s * (outer + outer.mT)
-    if ctx.needs_input_grad[1]:
-        grad_features = s * ((grad + grad.mT) @ grad_out)
-    return grad_grad, grad_features, None
-
-
-torch.library.register_autograd("perceptual_ext::gram", _gram_backward, setup_context=_gram_setup_context)
-torch.library.register_autograd(
-    "perceptual_ext::gram_backward", _gram_double_backward, setup_context=_gram_backward_setup_context)

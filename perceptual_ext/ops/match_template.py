@@ -36,7 +36,10 @@ def match_template(image: Tensor, templ: Tensor, method: str = "ncc", mask: Opti
     corr_normed    :math:`\sum g f / \sqrt{\sum g^2 \sum f^2}`                          TM_CCORR_NORMED
     ============== ==================================================================== ===================
 
-    Window statistics come from summed-area tables in float64. Flat windows are defined, never
+    NaN or inf in the image gives NaN in every window that holds it (and only there), NaN or inf in a
+    template gives NaN in all its windows, for every method, and their gradients are NaN; a
+    float32 score beyond float32's range (``ssd`` of values near 3e38) is +inf. Window statistics
+    come from summed-area tables in float64. Flat windows of finite input are defined, never
     NaN/inf: ``ncc`` and ``corr_normed`` give 1 where both the window and the template are flat
     (zero variance, resp. zero energy) and 0 where exactly one is; ``ssd_normed`` gives 0 and 1.
     ``ncc``/``corr_normed`` are clamped to [-1, 1] (they leave it only by rounding); ``ssd`` and
@@ -45,7 +48,8 @@ def match_template(image: Tensor, templ: Tensor, method: str = "ncc", mask: Opti
     chosen by a cost model; all K templates are matched in one call.
 
     Args:
-        image (Tensor[N, C, H, W], [C, H, W] or [H, W]): float32/float64, any strides.
+        image (Tensor[N, C, H, W], [C, H, W] or [H, W]): float32/float64 (float16/bfloat16 are
+            computed in float32 and returned in their dtype, on every device), any strides.
         templ (Tensor[K, C, h, w], [C, h, w] or [h, w]): same dtype and device, ``h <= H``, ``w <= W``.
         method (str): one of :data:`METHODS`.
         mask (Tensor[K or 1, 1, h, w] or [h, w], optional): per-pixel template weights with
@@ -205,17 +209,19 @@ def find_peaks(score: Tensor, k: int = 1, min_distance: int = 1, maximize: bool 
     if not isinstance(maximize, bool):
         raise TypeError(f"maximize must be a bool, got {type(maximize).__name__}")
     lead, (h, w) = score.shape[:-2], score.shape[-2:]
-    work = score.detach().reshape(-1, h * w).double()
+    batch = 1
+    for size in lead:
+        batch *= size
+    work = score.detach().reshape(batch, h * w).double()
     work = work if maximize else -work
     work = torch.nan_to_num(work, nan=-torch.inf, posinf=torch.finfo(torch.float64).max)
-    batch = work.shape[0]
     locations = torch.full((batch, k, 2), -1, dtype=torch.long, device=score.device)
     values = torch.full((batch, k), torch.nan, dtype=score.dtype, device=score.device)
     if batch == 0 or h * w == 0:
         return locations.reshape(*lead, k, 2), values.reshape(*lead, k)
     rows = torch.arange(h, device=score.device).view(1, h, 1)
     cols = torch.arange(w, device=score.device).view(1, 1, w)
-    flat_score = score.detach().reshape(-1, h * w)
+    flat_score = score.detach().reshape(batch, h * w)
     for i in range(min(k, h * w)):
         best, index = work.max(dim=1)
         found = best > -torch.inf
@@ -240,21 +246,3 @@ def _match_template_fake(image, templ, method):
 @torch.library.register_fake("perceptual_ext::match_template_backward")
 def _match_template_backward_fake(grad, image, templ, method):
     return image.new_empty(image.shape), templ.new_empty(templ.shape)
-
-
-def _setup_context(ctx, inputs, output):
-    image, templ, method = inputs
-    ctx.method = method
-    ctx.save_for_backward(image, templ)
-
-
-def _backward(ctx, grad):
-    image, templ = ctx.saved_tensors
-    if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
-        return None, None, None
-    grad_image, grad_templ = _OPS.match_template_backward(grad.contiguous(), image, templ, ctx.method)
-    return (grad_image if ctx.needs_input_grad[0] else None,
-            grad_templ if ctx.needs_input_grad[1] else None, None)
-
-
-torch.library.register_autograd("perceptual_ext::match_template", _backward, setup_context=_setup_context)

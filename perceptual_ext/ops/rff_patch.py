@@ -39,6 +39,9 @@ def _validate(x: Tensor, weight: Tensor, bias: Tensor, window: int, stride: int)
     if c != x.shape[1] or p != q or p < 1:
         raise ValueError(f"weight must be [F, C, P, P] with C = {x.shape[1]} (the channels of x), "
                          f"got shape {tuple(weight.shape)}")
+    if f == 0:
+        raise ValueError(f"weight must have at least one feature (F >= 1 in [F, C, P, P]), got shape "
+                         f"{tuple(weight.shape)}")
     if bias.shape[0] != f:
         raise ValueError(f"bias must be [F] with F = {f} (the features of weight), got shape {tuple(bias.shape)}")
     h, w = x.shape[2], x.shape[3]
@@ -90,7 +93,7 @@ def rff_patch_features(x: Tensor, weight: Tensor, bias: Tensor, window: int = 32
     """
     _validate(x, weight, bias, window, stride)
     # Half and bfloat16 are computed in float32 on every device (the phase w.p + b needs it).
-    dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    dtype = _checks.compute_dtype(x)
     if dtype != x.dtype:
         return _OPS.rff_patch_features(x.to(dtype), weight.to(dtype), bias.to(dtype), window, stride).to(x.dtype)
     return _OPS.rff_patch_features(x, weight, bias, window, stride)
@@ -106,33 +109,3 @@ def _rff_patch_features_fake(x, weight, bias, window, stride):
 @torch.library.register_fake("perceptual_ext::rff_patch_features_backward")
 def _rff_patch_features_backward_fake(grad, x, weight, bias, window, stride):
     return x.new_empty(x.shape)
-
-
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, window, stride = inputs
-    ctx.window, ctx.stride = window, stride
-    ctx.save_for_backward(x, weight, bias)
-
-
-def _backward(ctx, grad):
-    x, weight, bias = ctx.saved_tensors
-    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-        raise RuntimeError("rff_patch_features: gradients with respect to weight and bias are not implemented "
-                           "(they are fixed random features)")
-    grad_x = None
-    if ctx.needs_input_grad[0]:
-        grad_x = _OPS.rff_patch_features_backward(grad.contiguous(), x, weight, bias, ctx.window, ctx.stride)
-    return grad_x, None, None, None, None
-
-
-def _backward_setup_context(ctx, inputs, output):
-    pass
-
-
-def _double_backward(ctx, grad_out):
-    raise RuntimeError("rff_patch_features: double backward (second derivatives) is not implemented")
-
-
-torch.library.register_autograd("perceptual_ext::rff_patch_features", _backward, setup_context=_setup_context)
-torch.library.register_autograd("perceptual_ext::rff_patch_features_backward", _double_backward,
-                                setup_context=_backward_setup_context)

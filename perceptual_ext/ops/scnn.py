@@ -123,7 +123,7 @@ def scnn_features(x: Tensor, first_weight: Tensor, first_bias: Tensor, weights: 
         _checks.same_dtype(x, t, "x", name)
     _check_frozen({"first_weight": first_weight, "first_bias": first_bias, "weights": weights, "biases": biases})
     save_masks = torch.is_grad_enabled() and x.requires_grad
-    dtype = _checks.compute_dtype(x)
+    dtype = _checks.compute_dtype(x, native_cuda=True)
     if dtype != x.dtype:
         args = [t.to(dtype) for t in (x, first_weight, first_bias, weights, biases)]
         return _OPS.scnn_features(*args, window, stride, patch_norm, save_masks)[0].to(x.dtype)
@@ -152,26 +152,3 @@ def _scnn_features_fake(x, first_weight, first_bias, weights, biases, window, st
 @torch.library.register_fake("perceptual_ext::scnn_features_backward")
 def _scnn_features_backward_fake(grad, x, first_weight, weights, masks, window, stride, patch_norm):
     return x.new_empty(x.shape)
-
-
-def _setup_context(ctx, inputs, output):
-    x, first_weight, _, weights, _, window, stride, patch_norm, _ = inputs
-    ctx.window, ctx.stride, ctx.patch_norm = window, stride, patch_norm
-    ctx.save_for_backward(x, first_weight, weights, output[1])
-
-
-def _backward(ctx, grad, _grad_masks):
-    if any(ctx.needs_input_grad[1:5]):
-        raise RuntimeError("scnn_features: gradients w.r.t. the weights are not supported (frozen random "
-                           "features); detach first_weight, first_bias, weights and biases")
-    if not ctx.needs_input_grad[0]:
-        return (None,) * 9
-    x, first_weight, weights, masks = ctx.saved_tensors
-    if masks.dim() != 4:
-        raise RuntimeError("scnn_features: backward needs the ReLU masks; call the op with save_masks=True")
-    dx = _OPS.scnn_features_backward(grad.contiguous(), x, first_weight, weights, masks, ctx.window, ctx.stride,
-                                     ctx.patch_norm)
-    return (dx,) + (None,) * 8
-
-
-torch.library.register_autograd("perceptual_ext::scnn_features", _backward, setup_context=_setup_context)

@@ -1,0 +1,152 @@
+"""Autograd of every compiled op, registered in one place.
+
+Each op's backward is an op of its own (``X_backward``); its autograd formula is registered here
+with ``torch.library.register_autograd``, beside the others, so that all ops agree on what they
+support. Where a backward op has no autograd formula of its own (second derivatives), it is
+registered to raise a ``RuntimeError`` that says so, instead of torch's warning and silently
+wrong second derivatives. The fake (meta) kernels stay beside each op in ``ops/X.py``.
+
+==========================  ==================  =========================================
+op                          first derivative    second derivative (double backward)
+==========================  ==================  =========================================
+gram                        features            supported (the backward is bilinear)
+match_template              image, templ        RuntimeError
+rff_patch_features          x                   RuntimeError
+scnn_features               x                   RuntimeError
+==========================  ==================  =========================================
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import _C  # noqa: F401  (registers torch.ops.perceptual_ext)
+
+_OPS = torch.ops.perceptual_ext
+
+
+def _no_double_backward(op: str, backward_op: str) -> None:
+    """Register ``backward_op``'s autograd as a clear error: ``op`` has no second derivatives."""
+
+    def setup_context(ctx, inputs, output):
+        pass
+
+    def backward(ctx, *grads):
+        raise RuntimeError(f"{op}: double backward (second derivatives) is not supported; differentiate "
+                           f"{op} once (create_graph=False), or compose it from torch ops for higher derivatives")
+
+    torch.library.register_autograd(f"perceptual_ext::{backward_op}", backward, setup_context=setup_context)
+
+
+# gram ---------------------------------------------------------------------------------------
+
+def _gram_scale(features, normalize: bool) -> float:
+    c, length = features.shape[1], features.shape[2]
+    return 1.0 / (c * length) if normalize and c * length > 0 else 1.0
+
+
+def _gram_setup_context(ctx, inputs, output):
+    features, normalize = inputs
+    ctx.normalize = normalize
+    ctx.save_for_backward(features if ctx.needs_input_grad[0] else None)
+
+
+def _gram_backward(ctx, grad):
+    (features,) = ctx.saved_tensors
+    if features is None:
+        return None, None
+    return _OPS.gram_backward(grad.contiguous(), features, ctx.normalize), None
+
+
+def _gram_backward_setup_context(ctx, inputs, output):
+    grad, features, normalize = inputs
+    ctx.normalize = normalize
+    ctx.save_for_backward(grad, features)
+
+
+def _gram_double_backward(ctx, grad_out):
+    # d features = s (dG + dG^T) psi is bilinear in (dG, psi); its adjoints are plain GEMMs.
+    grad, features = ctx.saved_tensors
+    s = _gram_scale(features, ctx.normalize)
+    grad_grad = grad_features = None
+    if ctx.needs_input_grad[0]:
+        outer = grad_out @ features.mT
+        grad_grad = s * (outer + outer.mT)
+    if ctx.needs_input_grad[1]:
+        grad_features = s * ((grad + grad.mT) @ grad_out)
+    return grad_grad, grad_features, None
+
+
+torch.library.register_autograd("perceptual_ext::gram", _gram_backward, setup_context=_gram_setup_context)
+torch.library.register_autograd(
+    "perceptual_ext::gram_backward", _gram_double_backward, setup_context=_gram_backward_setup_context)
+
+
+# match_template -----------------------------------------------------------------------------
+
+def _match_template_setup_context(ctx, inputs, output):
+    image, templ, method = inputs
+    ctx.method = method
+    ctx.save_for_backward(image, templ)
+
+
+def _match_template_backward(ctx, grad):
+    image, templ = ctx.saved_tensors
+    if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
+        return None, None, None
+    grad_image, grad_templ = _OPS.match_template_backward(grad.contiguous(), image, templ, ctx.method)
+    return (grad_image if ctx.needs_input_grad[0] else None,
+            grad_templ if ctx.needs_input_grad[1] else None, None)
+
+
+torch.library.register_autograd("perceptual_ext::match_template", _match_template_backward,
+                                setup_context=_match_template_setup_context)
+_no_double_backward("match_template", "match_template_backward")
+
+
+# rff_patch_features -------------------------------------------------------------------------
+
+def _rff_setup_context(ctx, inputs, output):
+    x, weight, bias, window, stride = inputs
+    ctx.window, ctx.stride = window, stride
+    ctx.save_for_backward(x, weight, bias)
+
+
+def _rff_backward(ctx, grad):
+    x, weight, bias = ctx.saved_tensors
+    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+        raise RuntimeError("rff_patch_features: gradients with respect to weight and bias are not implemented "
+                           "(they are fixed random features)")
+    grad_x = None
+    if ctx.needs_input_grad[0]:
+        grad_x = _OPS.rff_patch_features_backward(grad.contiguous(), x, weight, bias, ctx.window, ctx.stride)
+    return grad_x, None, None, None, None
+
+
+torch.library.register_autograd("perceptual_ext::rff_patch_features", _rff_backward, setup_context=_rff_setup_context)
+_no_double_backward("rff_patch_features", "rff_patch_features_backward")
+
+
+# scnn_features ------------------------------------------------------------------------------
+
+def _scnn_setup_context(ctx, inputs, output):
+    x, first_weight, _, weights, _, window, stride, patch_norm, _ = inputs
+    ctx.window, ctx.stride, ctx.patch_norm = window, stride, patch_norm
+    ctx.save_for_backward(x, first_weight, weights, output[1])
+
+
+def _scnn_backward(ctx, grad, _grad_masks):
+    if any(ctx.needs_input_grad[1:5]):
+        raise RuntimeError("scnn_features: gradients w.r.t. the weights are not supported (frozen random "
+                           "features); detach first_weight, first_bias, weights and biases")
+    if not ctx.needs_input_grad[0]:
+        return (None,) * 9
+    x, first_weight, weights, masks = ctx.saved_tensors
+    if masks.dim() != 4:
+        raise RuntimeError("scnn_features: backward needs the ReLU masks; call the op with save_masks=True")
+    dx = _OPS.scnn_features_backward(grad.contiguous(), x, first_weight, weights, masks, ctx.window, ctx.stride,
+                                     ctx.patch_norm)
+    return (dx,) + (None,) * 8
+
+
+torch.library.register_autograd("perceptual_ext::scnn_features", _scnn_backward, setup_context=_scnn_setup_context)
+_no_double_backward("scnn_features", "scnn_features_backward")
