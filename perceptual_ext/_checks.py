@@ -5,7 +5,7 @@ value or device) with a message that names the argument and quotes what was rece
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor

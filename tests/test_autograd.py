@@ -2,7 +2,13 @@
 import pytest
 import torch
 
-from perceptual_ext.ops import find_peaks, gram, match_template, rff_patch_features, scnn_features
+from perceptual_ext.ops import (
+    find_peaks,
+    gram,
+    match_template,
+    rff_patch_features,
+    scnn_features,
+)
 
 
 def _rff(x):

@@ -1,13 +1,13 @@
 """Template matching: the NCC family as one batched, differentiable op, and peak finding."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import torch
 from torch import Tensor
 
-from .. import _C  # registers torch.ops.perceptual_ext
-from .. import _checks
+from .. import (
+    _C,  # registers torch.ops.perceptual_ext
+    _checks,
+)
 
 _OPS = torch.ops.perceptual_ext
 
@@ -19,7 +19,7 @@ METHODS = ("corr", "zero_mean_corr", "ssd", "ncc", "ssd_normed", "corr_normed")
 _MASKED_FLAT_TOLERANCE = 1e-9
 
 
-def match_template(image: Tensor, templ: Tensor, method: str = "ncc", mask: Optional[Tensor] = None) -> Tensor:
+def match_template(image: Tensor, templ: Tensor, method: str = "ncc", mask: Tensor | None = None) -> Tensor:
     r"""Slide every template over every image and score each window ("valid" positions only).
 
     For a window :math:`f` of the image and a template :math:`g` (channels summed; means
@@ -179,7 +179,7 @@ def _normalized(num: Tensor, f_stat: Tensor, g_stat: Tensor, f_scale: Tensor, g_
     return torch.where(any_flat, defined, score)
 
 
-def find_peaks(score: Tensor, k: int = 1, min_distance: int = 1, maximize: bool = True) -> Tuple[Tensor, Tensor]:
+def find_peaks(score: Tensor, k: int = 1, min_distance: int = 1, maximize: bool = True) -> tuple[Tensor, Tensor]:
     """The ``k`` best positions of score maps, greedily suppressing neighbours (non-maximum suppression).
 
     Peaks are picked best first; each pick removes every position closer than ``min_distance``

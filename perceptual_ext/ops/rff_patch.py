@@ -4,8 +4,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import _C  # noqa: F401  (registers torch.ops.perceptual_ext)
-from .. import _checks
+from .. import (
+    _C,  # noqa: F401  (registers torch.ops.perceptual_ext)
+    _checks,
+)
 
 _OPS = torch.ops.perceptual_ext
 

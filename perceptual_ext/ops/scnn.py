@@ -5,13 +5,16 @@ per activation (each ReLU's on/off mask) instead of the activations.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 from torch import Tensor
 
-from .. import _C  # noqa: F401  (registers torch.ops.perceptual_ext)
-from .. import _checks
+from .. import (
+    _C,  # noqa: F401  (registers torch.ops.perceptual_ext)
+    _checks,
+)
 
 _OPS = torch.ops.perceptual_ext
 _MASK_BITS = 32
