@@ -88,9 +88,10 @@ at::Tensor rff_patch_features_cpu(const at::Tensor& x_in, const at::Tensor& weig
   rff_patch::check_inputs(op, x_in, weight_in, bias_in, window, stride);
   check_dtype(x_in, {at::kFloat, at::kDouble}, op, "x");
   const auto x = x_in.contiguous();
-  const auto weight = weight_in.contiguous().view({weight_in.size(0), -1});  // [F, K]
-  const auto bias = bias_in.contiguous();
   const Plan plan(x, weight_in, window, stride);
+  // [F, K], K spelled out: a -1 cannot be inferred when C = 0 leaves the weight empty.
+  const auto weight = weight_in.contiguous().view({plan.features, plan.patch_elements()});
+  const auto bias = bias_in.contiguous();
   const int64_t f_total = plan.features, k_total = plan.patch_elements();
   auto out = at::empty({plan.batch, f_total, plan.rows.windows, plan.cols.windows}, x.options());
   if (out.numel() == 0) return out;
@@ -152,9 +153,10 @@ at::Tensor rff_patch_features_backward_cpu(const at::Tensor& grad_in, const at::
   check_rank(grad_in, 4, op, "grad", "[N, F, h', w']");
   check_same(grad_in, x_in, op, "grad", "x");
   const auto x = x_in.contiguous();
-  const auto weight = weight_in.contiguous().view({weight_in.size(0), -1});  // [F, K]
-  const auto bias = bias_in.contiguous();
   const Plan plan(x, weight_in, window, stride);
+  // [F, K], K spelled out: a -1 cannot be inferred when C = 0 leaves the weight empty.
+  const auto weight = weight_in.contiguous().view({plan.features, plan.patch_elements()});
+  const auto bias = bias_in.contiguous();
   TORCH_CHECK(grad_in.sizes() == at::IntArrayRef({plan.batch, plan.features, plan.rows.windows, plan.cols.windows}),
               op, ": grad must be [N, F, h', w'] = [", plan.batch, ", ", plan.features, ", ", plan.rows.windows, ", ",
               plan.cols.windows, "], got ", grad_in.sizes());

@@ -208,7 +208,7 @@ at::Tensor rff_patch_features_cuda(const at::Tensor& x_in, const at::Tensor& wei
   auto out = at::empty({plan.batch, plan.features, plan.rows.windows, plan.cols.windows}, x_in.options());
   if (out.numel() == 0) return out;
   const auto x = x_in.contiguous();
-  const auto weight_t = weight_in.reshape({plan.features, -1}).t().contiguous();  // [K, F]
+  const auto weight_t = weight_in.reshape({plan.features, plan.patch_elements()}).t().contiguous();  // [K, F]
   const auto bias = bias_in.contiguous();
   const Geometry g = geometry_of(plan);
   const int64_t tiles = plan.tiles(), items = tiles * g.parts;
@@ -251,7 +251,7 @@ at::Tensor rff_patch_features_backward_cuda(const at::Tensor& grad_in, const at:
   if (grad_in.numel() == 0) return dx.zero_();
   const auto x = x_in.contiguous();
   const auto grad = grad_in.contiguous();
-  const auto weight = weight_in.reshape({plan.features, -1}).contiguous();  // [F, K]
+  const auto weight = weight_in.reshape({plan.features, plan.patch_elements()}).contiguous();  // [F, K]
   const auto weight_t = weight.t().contiguous();                            // [K, F]
   const auto bias = bias_in.contiguous();
   const Geometry g = geometry_of(plan);
