@@ -377,3 +377,14 @@ def test_eval_sr(tmp_path):
         expected.append(10 * np.log10(1.0 / float(((up - hr) ** 2).double().mean())))
     assert abs(data["methods"]["bicubic"]["psnr"] - np.mean(expected)) < 1e-3
     assert cli.main(["eval-sr", "--checkpoint", result["checkpoint"], "--images", image_dir, "--json", json_path]) == 2
+
+
+def test_empty_image_and_checkpoint_without_weights_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"input must be at least 1x1 pixels, got shape \(1, 3, 0, 0\)"):
+        StyleTransformNet(channels=8, num_residual=1)(torch.rand(1, 3, 0, 0))
+    path = str(tmp_path / "no_weights.pt")
+    train_checkpoint.save_checkpoint({"format": train_checkpoint.CHECKPOINT_FORMAT, "task": "style", "step": 3,
+                                      "model": {"class": "StyleTransformNet", "config": {}}}, path)
+    with pytest.raises(ValueError, match=r"checkpoint .*no_weights.pt has no 'state_dict' entry"):
+        load_transform_net(path)
+    assert os.listdir(tmp_path) == ["no_weights.pt"]  # the atomic writer left no temporary file
