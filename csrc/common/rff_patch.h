@@ -34,10 +34,14 @@ PE_HOST_DEVICE PE_INLINE int64_t reflect(int64_t t, int64_t n) {
   return t;
 }
 
-PE_HOST_DEVICE PE_INLINE int64_t padding(int64_t patch) { return patch / 2; }
+PE_HOST_DEVICE PE_INLINE int64_t padding(int64_t patch) {
+  return patch / 2;
+}
 
 // Side of the feature map along an image side of n pixels.
-PE_HOST_DEVICE PE_INLINE int64_t map_size(int64_t n, int64_t patch) { return n + 2 * padding(patch) - patch + 1; }
+PE_HOST_DEVICE PE_INLINE int64_t map_size(int64_t n, int64_t patch) {
+  return n + 2 * padding(patch) - patch + 1;
+}
 
 // Windows along a map side: the one rule of common/pooling.h.
 using ::perceptual_ext::pooled_size;
@@ -55,8 +59,7 @@ PE_HOST_DEVICE PE_INLINE int64_t source(int64_t i, int64_t d, int64_t patch, int
 // The map coordinates i whose patch offset d reads image coordinate y (up to 3: the direct one
 // and its mirror images at either edge). Writes them to `out` and returns how many. Backward
 // gathers through this instead of scattering, so no two threads write the same input pixel.
-PE_HOST_DEVICE PE_INLINE int sources_of(int64_t y, int64_t d, int64_t patch, int64_t n, int64_t map_len,
-                                        int64_t* out) {
+PE_HOST_DEVICE PE_INLINE int sources_of(int64_t y, int64_t d, int64_t patch, int64_t n, int64_t map_len, int64_t* out) {
   const int64_t shift = padding(patch) - d;  // i = t + shift for the unreflected index t
   int count = 0;
   const int64_t direct = y + shift;
@@ -133,7 +136,7 @@ struct WindowRange {
 };
 
 PE_HOST_DEVICE PE_INLINE WindowRange windows_of(int64_t begin, int64_t end, int64_t windows, int64_t window,
-                                               int64_t stride) {
+                                                int64_t stride) {
   // a S <= begin and a S + W >= end
   int64_t last = begin / stride;
   const int64_t lack = end - window;
@@ -215,7 +218,9 @@ PE_HOST_DEVICE PE_INLINE Tile tile_of(const Axis& rows, const Axis& cols, int64_
 constexpr int64_t kPartPixels = 256;
 
 // Parts of a tile of `pixels` pixels.
-PE_HOST_DEVICE PE_INLINE int64_t parts_of(int64_t pixels) { return (pixels + kPartPixels - 1) / kPartPixels; }
+PE_HOST_DEVICE PE_INLINE int64_t parts_of(int64_t pixels) {
+  return (pixels + kPartPixels - 1) / kPartPixels;
+}
 
 // Element k of the patch of map pixel (i, j) of one image [C, H, W] (k = patch_index(c, dy, dx)).
 template <typename T>
@@ -271,17 +276,25 @@ PE_HOST_DEVICE PE_INLINE void project_pixels(const T* w, int64_t w_stride, const
 }
 
 // The feature z = cos(u) and its derivative dz/du = -sin(u), accurate (no fast-math intrinsics).
-PE_HOST_DEVICE PE_INLINE float feature(float u) { return cosf(u); }
-PE_HOST_DEVICE PE_INLINE double feature(double u) { return cos(u); }
-PE_HOST_DEVICE PE_INLINE float feature_derivative(float u) { return -sinf(u); }
-PE_HOST_DEVICE PE_INLINE double feature_derivative(double u) { return -sin(u); }
+PE_HOST_DEVICE PE_INLINE float feature(float u) {
+  return cosf(u);
+}
+PE_HOST_DEVICE PE_INLINE double feature(double u) {
+  return cos(u);
+}
+PE_HOST_DEVICE PE_INLINE float feature_derivative(float u) {
+  return -sinf(u);
+}
+PE_HOST_DEVICE PE_INLINE double feature_derivative(double u) {
+  return -sin(u);
+}
 
 // Pooled feature of window (a, b) from tile sums: sums points at sums[n, 0, 0, f] of a
 // [.., row segments, col segments, F] array; the window holds row segments [rs0, rs1] and col
 // segments [cs0, cs1].
 template <typename T>
-PE_HOST_DEVICE PE_INLINE T window_mean(const T* sums, int64_t col_segments, int64_t features, int64_t rs0,
-                                       int64_t rs1, int64_t cs0, int64_t cs1, int64_t window) {
+PE_HOST_DEVICE PE_INLINE T window_mean(const T* sums, int64_t col_segments, int64_t features, int64_t rs0, int64_t rs1,
+                                       int64_t cs0, int64_t cs1, int64_t window) {
   T total = 0;
   for (int64_t rs = rs0; rs <= rs1; ++rs)
     for (int64_t cs = cs0; cs <= cs1; ++cs) total += sums[(rs * col_segments + cs) * features];

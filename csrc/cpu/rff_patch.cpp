@@ -3,9 +3,9 @@
 // then cos (Sleef through at::vec::Vectorized) summed over parts of <= 256 pixels, the parts
 // added in double (common/rff_patch.h). (Computing u with
 // our own register-blocked FMAs instead was ~1.4x slower than MKL's GEMM.) Tiles are
-// segment x segment blocks (common/rff_patch.h), so every pixel of a tile feeds the same windows and nothing of size [N, F, H, W] ever exists.
-// Backward recomputes u the same way, turns it into sin(u) * (pooled gradient) in place (no cos)
-// for a block of pixels and multiplies that by the weight with BLAS.
+// segment x segment blocks (common/rff_patch.h), so every pixel of a tile feeds the same windows and nothing of size
+// [N, F, H, W] ever exists. Backward recomputes u the same way, turns it into sin(u) * (pooled gradient) in place (no
+// cos) for a block of pixels and multiplies that by the weight with BLAS.
 
 #include "cpu/simd.h"  // before any ATen header
 
@@ -32,7 +32,9 @@ using rff_patch::Tile;
 // them; also the length of one partial sum (common/rff_patch.h).
 constexpr int64_t kTilePixels = rff_patch::kPartPixels;
 
-Tile tile_of(const Plan& plan, int64_t index) { return rff_patch::tile_of(plan.rows, plan.cols, index); }
+Tile tile_of(const Plan& plan, int64_t index) {
+  return rff_patch::tile_of(plan.rows, plan.cols, index);
+}
 
 // patches[t, k] for pixels first..first+count-1 of the tile (row-major inside the tile).
 template <typename scalar_t>
@@ -134,8 +136,8 @@ at::Tensor rff_patch_features_cpu(const at::Tensor& x_in, const at::Tensor& weig
           const auto rs = plan.rows.segments_of(a);
           for (int64_t b = 0; b < pw; ++b) {
             const auto cs = plan.cols.segments_of(b);
-            outp[index * hw + a * pw + b] = rff_patch::window_mean(s, ncs, f_total, rs.first, rs.last, cs.first,
-                                                                   cs.last, window);
+            outp[index * hw + a * pw + b] =
+                rff_patch::window_mean(s, ncs, f_total, rs.first, rs.last, cs.first, cs.last, window);
           }
         }
       }
@@ -157,8 +159,8 @@ at::Tensor rff_patch_features_backward_cpu(const at::Tensor& grad_in, const at::
   // [F, K], K spelled out: a -1 cannot be inferred when C = 0 leaves the weight empty.
   const auto weight = weight_in.contiguous().view({plan.features, plan.patch_elements()});
   const auto bias = bias_in.contiguous();
-  TORCH_CHECK(grad_in.sizes() == at::IntArrayRef({plan.batch, plan.features, plan.rows.windows, plan.cols.windows}),
-              op, ": grad must be [N, F, h', w'] = [", plan.batch, ", ", plan.features, ", ", plan.rows.windows, ", ",
+  TORCH_CHECK(grad_in.sizes() == at::IntArrayRef({plan.batch, plan.features, plan.rows.windows, plan.cols.windows}), op,
+              ": grad must be [N, F, h', w'] = [", plan.batch, ", ", plan.features, ", ", plan.rows.windows, ", ",
               plan.cols.windows, "], got ", grad_in.sizes());
   const auto grad = grad_in.contiguous();
   auto dx = at::empty_like(x);

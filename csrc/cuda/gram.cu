@@ -25,7 +25,9 @@ using cuda::kThreads;
 class Fp32Reductions {
  public:
   explicit Fp32Reductions(bool active)
-      : active_(active), fp16_(context().allowFP16ReductionCuBLAS()), bf16_(context().allowBF16ReductionCuBLAS()),
+      : active_(active),
+        fp16_(context().allowFP16ReductionCuBLAS()),
+        bf16_(context().allowBF16ReductionCuBLAS()),
         fp16_accumulation_(context().allowFP16AccumulationCuBLAS()) {
     if (!active_) return;
     // Split-K stays as allowed: with reduced precision off, its partial sums are fp32.
@@ -84,8 +86,8 @@ at::Tensor gram_cuda(const at::Tensor& features, bool normalize) {
     gram::upper_block_triangle(out, features, plan, gram::scale(c, l, normalize));
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "gram_mirror_cuda", [&] {
-    mirror_kernel<scalar_t><<<cuda::grid_size(out.numel()), kThreads, 0, cuda::current_stream()>>>(
-        out.data_ptr<scalar_t>(), n, c);
+    mirror_kernel<scalar_t>
+        <<<cuda::grid_size(out.numel()), kThreads, 0, cuda::current_stream()>>>(out.data_ptr<scalar_t>(), n, c);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;

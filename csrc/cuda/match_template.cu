@@ -57,8 +57,7 @@ __global__ void epilogue_kernel(scalar_t* __restrict__ cross, WindowTables table
     for (int64_t k = 0; k < kk; ++k) {
       scalar_t& v = cross[((nn * kk + k) * out_h + y) * out_w + x];
       const double xc = tables.restored_cross(static_cast<double>(v), rho + k * tables.channels, nn, y, x);
-      v = static_cast<scalar_t>(
-          match::score(method, xc, f, match::template_stats(tstats[2 * k], tstats[2 * k + 1])));
+      v = static_cast<scalar_t>(match::score(method, xc, f, match::template_stats(tstats[2 * k], tstats[2 * k + 1])));
     }
   }
 }
@@ -68,10 +67,11 @@ __global__ void epilogue_kernel(scalar_t* __restrict__ cross, WindowTables table
 // d_templ[n * Ho + y, k] -- [N Ho, K] float64 like the CPU's, not one row per window. The window
 // statistics are recomputed per template (a few table reads) rather than stored.
 template <typename scalar_t>
-__global__ void partials_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ cross, WindowTables tables,
-                                const double* __restrict__ tstats, const double* __restrict__ rho, Method method,
-                                int64_t n, int64_t kk, int64_t out_h, int64_t out_w, scalar_t* __restrict__ d_cross,
-                                double* __restrict__ d_window, double* __restrict__ d_templ) {
+__global__ void partials_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ cross,
+                                WindowTables tables, const double* __restrict__ tstats, const double* __restrict__ rho,
+                                Method method, int64_t n, int64_t kk, int64_t out_h, int64_t out_w,
+                                scalar_t* __restrict__ d_cross, double* __restrict__ d_window,
+                                double* __restrict__ d_templ) {
   __shared__ double partial[kThreads];
   for (int64_t r = blockIdx.x; r < n * out_h; r += gridDim.x) {
     const int64_t nn = r / out_h, y = r % out_h;
@@ -102,8 +102,8 @@ at::Tensor direct_xcorr_cuda(const at::Tensor& input, const at::Tensor& weight) 
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "match_template_direct_cuda", [&] {
     direct_xcorr_kernel<scalar_t><<<grid_size(out.numel()), kThreads, 0, cuda::current_stream()>>>(
-        input.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, ci, in_h, in_w, o, h,
-        w, out_h, out_w);
+        input.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, ci, in_h, in_w, o, h, w,
+        out_h, out_w);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
@@ -126,9 +126,9 @@ void epilogue_cuda(at::Tensor& cross, const at::Tensor& image, const at::Tensor&
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-at::Tensor partials_cuda(const at::Tensor& grad, const at::Tensor& cross, const at::Tensor& sat1, const at::Tensor& sat2,
-                         const at::Tensor& templ_stats, const at::Tensor& rho, Method method, int64_t h, int64_t w,
-                         at::Tensor& d_cross, at::Tensor& d_window) {
+at::Tensor partials_cuda(const at::Tensor& grad, const at::Tensor& cross, const at::Tensor& sat1,
+                         const at::Tensor& sat2, const at::Tensor& templ_stats, const at::Tensor& rho, Method method,
+                         int64_t h, int64_t w, at::Tensor& d_cross, at::Tensor& d_window) {
   const int64_t n = cross.size(0), kk = cross.size(1), out_h = cross.size(2), out_w = cross.size(3);
   const auto tables = match::window_tables_view(sat1, sat2, rho.size(1), h, w);
   const auto tstats = templ_stats.contiguous();

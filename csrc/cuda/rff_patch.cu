@@ -58,17 +58,16 @@ __device__ void stage_patch_chunk(const Geometry& g, const T* __restrict__ image
                                   int64_t count, int64_t k0, int64_t kc, T* patches) {
   for (int64_t e = threadIdx.x; e < count * kc; e += blockDim.x) {
     const int64_t p = p0 + e / kc;
-    patches[(e / kc) * kChunkK + e % kc] = rff_patch::patch_element(image, g.rows.image, g.cols.image, g.patch,
-                                                                     t.row_of(p), t.col_of(p), k0 + e % kc);
+    patches[(e / kc) * kChunkK + e % kc] =
+        rff_patch::patch_element(image, g.rows.image, g.cols.image, g.patch, t.row_of(p), t.col_of(p), k0 + e % kc);
   }
 }
 
 // u[t] = b_f + w_f . patch(p0 + t) for the block's `count` pixels, the patches fed through shared
 // memory kChunkK elements at a time. Every thread of the block must call it (it synchronizes).
 template <typename T>
-__device__ void project_block(const Geometry& g, const T* __restrict__ image, const T* __restrict__ weight_t,
-                              T bias_f, bool active, int64_t f, const Tile& t, int64_t p0, int64_t count,
-                              T* patches, T* u) {
+__device__ void project_block(const Geometry& g, const T* __restrict__ image, const T* __restrict__ weight_t, T bias_f,
+                              bool active, int64_t f, const Tile& t, int64_t p0, int64_t count, T* patches, T* u) {
   PE_UNROLL
   for (int q = 0; q < kPixels<T>; ++q) u[q] = bias_f;
   for (int64_t k0 = 0; k0 < g.k_total; k0 += kChunkK) {
@@ -190,8 +189,15 @@ __global__ void input_gradient_kernel(Geometry g, const T* __restrict__ dpatches
 }
 
 Geometry geometry_of(const Plan& plan) {
-  return Geometry{plan.rows,     plan.cols,     plan.channels, plan.patch, plan.patch_elements(),
-                  plan.features, std::max<int64_t>(1, rff_patch::parts_of(plan.max_tile_pixels()))};
+  Geometry g;
+  g.rows = plan.rows;
+  g.cols = plan.cols;
+  g.channels = plan.channels;
+  g.patch = plan.patch;
+  g.k_total = plan.patch_elements();
+  g.features = plan.features;
+  g.parts = std::max<int64_t>(1, rff_patch::parts_of(plan.max_tile_pixels()));
+  return g;
 }
 
 void check_device_inputs(const char* op, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
@@ -219,8 +225,8 @@ at::Tensor rff_patch_features_cuda(const at::Tensor& x_in, const at::Tensor& wei
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rff_patch_features_cuda", [&] {
     const dim3 grid(cuda::blocks_for_items(items), cuda::blocks_for_items((plan.features + kThreads - 1) / kThreads));
     part_sums_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(g, x.data_ptr<scalar_t>(), weight_t.data_ptr<scalar_t>(),
-                                                               bias.data_ptr<scalar_t>(), partial.data_ptr<scalar_t>(),
-                                                               items);
+                                                              bias.data_ptr<scalar_t>(), partial.data_ptr<scalar_t>(),
+                                                              items);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (g.parts > 1) {
       tile_sums_kernel<scalar_t><<<cuda::grid_size(sums.numel()), kThreads, 0, stream>>>(
@@ -243,8 +249,8 @@ at::Tensor rff_patch_features_backward_cuda(const at::Tensor& grad_in, const at:
   check_same(grad_in, x_in, op, "grad", "x");
   const c10::cuda::CUDAGuard guard(x_in.device());
   const Plan plan(x_in, weight_in, window, stride);
-  TORCH_CHECK(grad_in.sizes() == at::IntArrayRef({plan.batch, plan.features, plan.rows.windows, plan.cols.windows}),
-              op, ": grad must be [N, F, h', w'] = [", plan.batch, ", ", plan.features, ", ", plan.rows.windows, ", ",
+  TORCH_CHECK(grad_in.sizes() == at::IntArrayRef({plan.batch, plan.features, plan.rows.windows, plan.cols.windows}), op,
+              ": grad must be [N, F, h', w'] = [", plan.batch, ", ", plan.features, ", ", plan.rows.windows, ", ",
               plan.cols.windows, "], got ", grad_in.sizes());
   auto dx = at::empty(x_in.sizes(), x_in.options());
   if (dx.numel() == 0) return dx;
@@ -252,7 +258,7 @@ at::Tensor rff_patch_features_backward_cuda(const at::Tensor& grad_in, const at:
   const auto x = x_in.contiguous();
   const auto grad = grad_in.contiguous();
   const auto weight = weight_in.reshape({plan.features, plan.patch_elements()}).contiguous();  // [F, K]
-  const auto weight_t = weight.t().contiguous();                            // [K, F]
+  const auto weight_t = weight.t().contiguous();                                               // [K, F]
   const auto bias = bias_in.contiguous();
   const Geometry g = geometry_of(plan);
   const int64_t items = plan.tiles() * g.parts;

@@ -25,8 +25,7 @@ constexpr scnn::TileSize kTileSize{4 * 1024 * 1024, 16 * 1024 * 1024, 1};
 using cuda::grid_size;
 using cuda::kThreads;
 
-#define PE_DISPATCH(type, name, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, name, __VA_ARGS__)
+#define PE_DISPATCH(type, name, ...) AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, name, __VA_ARGS__)
 
 template <typename T>
 __global__ void im2col_kernel(const T* __restrict__ image, T* __restrict__ cols, scnn::Geometry g, int64_t p0,
@@ -81,15 +80,14 @@ __global__ void pool_accumulate_kernel(const T* __restrict__ act, double* __rest
 }
 
 template <typename T>
-__global__ void pool_grad_kernel(const T* __restrict__ pooled_grad, T* __restrict__ grad, scnn::Geometry g,
-                                 int64_t p0, int64_t count) {
+__global__ void pool_grad_kernel(const T* __restrict__ pooled_grad, T* __restrict__ grad, scnn::Geometry g, int64_t p0,
+                                 int64_t count) {
   PE_GRID_STRIDE_LOOP(k, count * g.channels) {
     const int64_t c = k % g.channels, p = p0 + k / g.channels;
     const int64_t y = p / g.covered_w, x = p % g.covered_w;
     double sum = 0;
     for (int64_t i = scnn::first_window(y, g.window, g.stride); i <= scnn::last_window(y, g.stride, g.pooled_h); ++i)
-      for (int64_t j = scnn::first_window(x, g.window, g.stride); j <= scnn::last_window(x, g.stride, g.pooled_w);
-           ++j)
+      for (int64_t j = scnn::first_window(x, g.window, g.stride); j <= scnn::last_window(x, g.stride, g.pooled_w); ++j)
         sum += static_cast<double>(pooled_grad[(i * g.pooled_w + j) * g.channels + c]);
     grad[k] = static_cast<T>(sum);
   }
@@ -113,17 +111,16 @@ __global__ void col2im_kernel(const T* __restrict__ dcols, T* __restrict__ dimag
   PE_GRID_STRIDE_LOOP(k, g.in_channels * rows * x_end) {
     const int64_t xx = k % x_end, yy = y_begin + (k / x_end) % rows, c = k / (x_end * rows);
     T* pixel = dimage + (c * g.height + yy) * g.width + xx;
-    *pixel = static_cast<T>(static_cast<double>(*pixel) + scnn::patch_grad_at(dcols, c, yy, xx, g.patch, g.covered_h,
-                                                                              g.covered_w, p0, p0 + count,
-                                                                              g.in_channels));
+    *pixel =
+        static_cast<T>(static_cast<double>(*pixel) + scnn::patch_grad_at(dcols, c, yy, xx, g.patch, g.covered_h,
+                                                                         g.covered_w, p0, p0 + count, g.in_channels));
   }
 }
 
 struct CudaKernels {
   static cudaStream_t stream() { return cuda::current_stream(); }
 
-  static void im2col(const at::Tensor& image, at::Tensor& cols, const scnn::Geometry& g, int64_t p0,
-                     bool patch_norm) {
+  static void im2col(const at::Tensor& image, at::Tensor& cols, const scnn::Geometry& g, int64_t p0, bool patch_norm) {
     const int64_t count = cols.size(0);
     PE_DISPATCH(cols.scalar_type(), "scnn_im2col_cuda", [&] {
       im2col_kernel<scalar_t><<<grid_size(count), kThreads, 0, stream()>>>(
@@ -216,8 +213,7 @@ at::Tensor scnn_features_backward_cuda(const at::Tensor& grad, const at::Tensor&
                                        int64_t stride, bool patch_norm) {
   check_dtype_cuda(x, "scnn_features_backward");
   const c10::cuda::CUDAGuard guard(x.device());
-  return scnn::backward<CudaKernels>(grad, x, first_weight, weights, masks, window, stride, patch_norm,
-                                     kTileSize);
+  return scnn::backward<CudaKernels>(grad, x, first_weight, weights, masks, window, stride, patch_norm, kTileSize);
 }
 
 }  // namespace

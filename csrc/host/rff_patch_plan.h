@@ -17,8 +17,13 @@ struct Plan {
   Axis rows, cols;  // the segment tiling of each axis, in closed form (common/rff_patch.h)
 
   Plan(const at::Tensor& x, const at::Tensor& weight, int64_t window_, int64_t stride_)
-      : batch(x.size(0)), channels(x.size(1)), features(weight.size(0)), patch(weight.size(2)),
-        window(window_), stride(stride_), rows(make_axis(x.size(2), weight.size(2), window_, stride_)),
+      : batch(x.size(0)),
+        channels(x.size(1)),
+        features(weight.size(0)),
+        patch(weight.size(2)),
+        window(window_),
+        stride(stride_),
+        rows(make_axis(x.size(2), weight.size(2), window_, stride_)),
         cols(make_axis(x.size(3), weight.size(2), window_, stride_)) {}
 
   int64_t patch_elements() const { return channels * patch * patch; }

@@ -168,11 +168,11 @@ int main() {
   CHECK_NEAR(projection(w, p, 3, 0.1f), 0.1f + 0.25f - 1.f + 1.f, 1e-6);
   // Strided weights (a column of weight^T [K, F]) and several pixels at once, in pieces of k.
   {
-    const double wt[3 * 2] = {1, 9, -2, 9, 0.5, 9};  // [K = 3, F = 2], feature 0 is column 0
+    const double wt[3 * 2] = {1, 9, -2, 9, 0.5, 9};               // [K = 3, F = 2], feature 0 is column 0
     const double patches[2 * 4] = {0.25, 0.5, 2, 7, 1, 1, 1, 7};  // 2 pixels, row stride 4
     CHECK_NEAR(projection(wt, 2, patches, 3, 0.1), 0.1 + 0.25 - 1.0 + 1.0, 1e-15);
     double u[4] = {0.1, 0.2, 0, 0};
-    project_pixels<4>(wt, 2, patches, 4, 2, 2, u);          // elements 0, 1
+    project_pixels<4>(wt, 2, patches, 4, 2, 2, u);              // elements 0, 1
     project_pixels<4>(wt + 2 * 2, 2, patches + 2, 4, 1, 2, u);  // element 2
     CHECK_NEAR(u[0], projection(wt, 2, patches, 3, 0.1), 1e-15);
     CHECK_NEAR(u[1], projection(wt, 2, patches + 4, 3, 0.2), 1e-15);
