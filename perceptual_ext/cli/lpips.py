@@ -33,9 +33,15 @@ def _build_lpips(args, dev, spatial: bool = False, reduction: str = "none"):
     with user_errors("LPIPS weights"):
         model = LPIPS(args.net, backbone_weights=args.backbone_weights, lin_weights=args.lin_weights,
                       spatial=spatial, reduction=reduction, seed=args.seed)
-    if args.backbone_weights is None:
-        print(RANDOM_NOTE.format(net=args.net), file=sys.stderr)
     return model.to(dev).eval()
+
+
+def _notes(args, notes, used_lpips: bool = True) -> None:
+    """Remarks for stderr, printed after a successful run (an error stays one line)."""
+    if used_lpips and args.backbone_weights is None:
+        notes = list(notes) + [RANDOM_NOTE.format(net=args.net)]
+    for note in notes:
+        print(note, file=sys.stderr)
 
 
 # ---- lpips ------------------------------------------------------------------------------------
@@ -63,7 +69,7 @@ def _add_lpips(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _pairs(a: str, b: str):
+def _pairs(a: str, b: str, notes: list):
     """[(name, path_a, path_b)] for two files or two folders (paired by file name)."""
     from ..data import list_images
 
@@ -79,8 +85,8 @@ def _pairs(a: str, b: str):
         raise UserError(f"no image file name is in both {a} and {b}")
     only = sorted(set(names_a) ^ set(names_b))
     if only:
-        print(f"note: {len(only)} image(s) in only one folder are skipped: {', '.join(only[:5])}"
-              f"{' ...' if len(only) > 5 else ''}", file=sys.stderr)
+        notes.append(f"note: {len(only)} image(s) in only one folder were skipped: {', '.join(only[:5])}"
+                     f"{' ...' if len(only) > 5 else ''}")
     return [(n, names_a[n], names_b[n]) for n in common], True
 
 
@@ -96,7 +102,10 @@ def _run_lpips(args) -> int:
 
     from ..data import save_image
 
-    pairs, folders = _pairs(args.a, args.b)
+    notes = []
+    pairs, folders = _pairs(args.a, args.b, notes)
+    if not folders:  # read both before any work, so a bad file is the only message
+        first = (read_image(args.a, "A"), read_image(args.b, "B"))
     if args.spatial_out:
         if folders:
             if os.path.exists(args.spatial_out) and not os.path.isdir(args.spatial_out):
@@ -110,7 +119,7 @@ def _run_lpips(args) -> int:
     distances, peaks = {}, {}
     with tqdm(pairs, desc="lpips", disable=args.quiet or not folders, dynamic_ncols=True) as bar, torch.no_grad():
         for name, path_a, path_b in bar:
-            x, y = read_image(path_a, "A"), read_image(path_b, "B")
+            x, y = first if not folders else (read_image(path_a, "A"), read_image(path_b, "B"))
             if x.shape != y.shape:
                 raise UserError(f"{name}: A is {x.shape[1]}x{x.shape[2]} and B is {y.shape[1]}x{y.shape[2]} pixels; "
                                 "LPIPS compares images of one size")
@@ -139,7 +148,8 @@ def _run_lpips(args) -> int:
     else:
         print(f"{mean:.6f}")
     if peaks and not args.json:
-        print(f"spatial map scaled by its maximum {max(peaks.values()):.6f} -> {args.spatial_out}", file=sys.stderr)
+        notes.append(f"spatial map scaled by its maximum {max(peaks.values()):.6f} -> {args.spatial_out}")
+    _notes(args, notes)
     return 0
 
 
@@ -252,11 +262,11 @@ def _run_bapps(args) -> int:
     if not os.path.isdir(args.root):
         raise UserError(f"BAPPS folder not found: {args.root}")
     subsets = [s.strip() for s in args.subsets.split(",")] if args.subsets else None
-    datasets = {}
+    datasets, notes = {}, []
     for kind in kinds:
         split = args.split if kind == "2afc" else "val"
         if not os.path.isdir(os.path.join(args.root, kind, split)):
-            print(f"note: no {kind}/{split} folder in {args.root}; {kind} skipped", file=sys.stderr)
+            notes.append(f"note: no {kind}/{split} folder in {args.root}; {kind} skipped")
             continue
         with user_errors():
             datasets[kind] = BAPPS(args.root, kind=kind, split=split, subsets=subsets)
@@ -276,6 +286,7 @@ def _run_bapps(args) -> int:
             results.setdefault(kind, {})[subset] = {"n": len(indices), **scores}
     if args.json:
         print(json.dumps({"distances": names, "results": results}, indent=2))
+        _notes(args, notes, "lpips" in names)
         return 0
     for kind, table in results.items():
         title = "2AFC (agreement with humans)" if kind == "2afc" else "JND (mAP)"
@@ -287,6 +298,7 @@ def _run_bapps(args) -> int:
             print("| mean | - | " + " | ".join(f"{sum(r[n] for r in table.values()) / len(table):.4f}" for n in names)
                   + " |")
         print()
+    _notes(args, notes, "lpips" in names)
     return 0
 
 
