@@ -1,6 +1,5 @@
 """LPIPS module against a plain-PyTorch composition of lpips v0.1, weight files, losses factory."""
 import math
-import os
 
 import pytest
 import torch
@@ -88,7 +87,8 @@ def backbone_taps(net, x, s):
     else:
         def fire(h, i):
             q = F.relu(F.conv2d(h, s[f"features.{i}.squeeze.weight"], s[f"features.{i}.squeeze.bias"]))
-            return torch.cat([F.relu(F.conv2d(q, s[f"features.{i}.expand1x1.weight"], s[f"features.{i}.expand1x1.bias"])),
+            e1 = F.conv2d(q, s[f"features.{i}.expand1x1.weight"], s[f"features.{i}.expand1x1.bias"])
+            return torch.cat([F.relu(e1),
                               F.relu(F.conv2d(q, s[f"features.{i}.expand3x3.weight"], s[f"features.{i}.expand3x3.bias"],
                                               padding=1))], 1)
 
@@ -234,18 +234,21 @@ def test_lin_weights_errors_name_file_and_key(tmp_path):
     path = tmp_path / "alex.pth"
     lin = random_lin("alex")
     cases = {
-        "missing": ({k: v for k, v in lin.items() if k != "lin3.model.1.weight"}, r"missing keys \['lin3.model.1.weight'\]"),
+        "missing": ({k: v for k, v in lin.items() if k != "lin3.model.1.weight"},
+                    r"missing keys \['lin3.model.1.weight'\]"),
         "unexpected": (dict(lin, **{"lin5.model.1.weight": torch.rand(1, 3, 1, 1)}),
                        r"unexpected keys \['lin5.model.1.weight'\]"),
         "shape": (dict(lin, **{"lin1.model.1.weight": torch.rand(1, 64, 1, 1)}),
                   r"lin1.model.1.weight has shape \(1, 64, 1, 1\), expected \(1, 192, 1, 1\)"),
-        "negative": (dict(lin, **{"lin2.model.1.weight": -torch.rand(1, 384, 1, 1)}), "lin2.model.1.weight has negative"),
+        "negative": (dict(lin, **{"lin2.model.1.weight": -torch.rand(1, 384, 1, 1)}),
+                     "lin2.model.1.weight has negative"),
         "nan": (dict(lin, **{"lin0.model.1.weight": torch.full((1, 64, 1, 1), float("nan"))}),
                 "lin0.model.1.weight has non-finite"),
         "dtype": (dict(lin, **{"lin0.model.1.weight": torch.ones(1, 64, 1, 1, dtype=torch.int64)}),
                   "lin0.model.1.weight must be a floating-point tensor"),
-        "squeeze file": (random_lin("squeeze"), r"not an lpips v0.1 'alex' lin file; missing keys \[\], unexpected keys "
-                                               r"\['lin5.model.1.weight', 'lin6.model.1.weight'\]"),
+        "squeeze file": (random_lin("squeeze"),
+                         r"not an lpips v0.1 'alex' lin file; missing keys \[\], unexpected keys "
+                         r"\['lin5.model.1.weight', 'lin6.model.1.weight'\]"),
         "vgg file": (random_lin("vgg"), r"lin1.model.1.weight has shape \(1, 128, 1, 1\), expected \(1, 192, 1, 1\)"),
     }
     for name, (state, match) in cases.items():
@@ -337,7 +340,8 @@ def test_factory_builds_lpips(tmp_path):
     loss = build_loss("lpips")
     assert isinstance(loss, LPIPS) and loss.net_name == "vgg" and not loss.pretrained_lin
     save_old_format(random_lin("vgg"), tmp_path / "vgg.pth")
-    loss = build_loss("lpips", lpips_net="vgg", lpips_weights=str(tmp_path / "vgg.pth"), vgg_weights=random_backbone("vgg"))
+    loss = build_loss("lpips", lpips_net="vgg", lpips_weights=str(tmp_path / "vgg.pth"),
+                      vgg_weights=random_backbone("vgg"))
     assert loss.net_name == "vgg" and loss.pretrained_lin
     x = torch.rand(1, 3, 32, 32)
     assert loss(x, x).item() == 0

@@ -16,7 +16,8 @@ WeightsArg = Union[None, str, os.PathLike, Mapping]
 class FrozenConv2d(nn.Module):
     """A conv whose weight and bias are buffers (frozen), under nn.Conv2d's state-dict keys."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0) -> None:
         super().__init__()
         self.stride, self.padding = stride, padding
         self.register_buffer("weight", torch.empty(out_channels, in_channels, kernel_size, kernel_size))
@@ -37,7 +38,8 @@ def read_state_dict(weights, arch: str, example: str, name: str = "weights") -> 
     if isinstance(weights, Mapping):
         return weights, None
     if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"{name} must be None, a path to a .pth state dict, or a state dict, got {type(weights).__name__}")
+        raise TypeError(f"{name} must be None, a path to a .pth state dict, or a state dict, "
+                        f"got {type(weights).__name__}")
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise ValueError(f"{name}: no such file {path!r} (expected {arch} state dict, e.g. {example})")
@@ -47,7 +49,8 @@ def read_state_dict(weights, arch: str, example: str, name: str = "weights") -> 
         raise ValueError(f"{name}: could not read {path!r} as a state dict with torch.load(weights_only=True): "
                          f"{exc}") from exc
     if not isinstance(state, Mapping):
-        raise ValueError(f"{name}: {path!r} holds a {type(state).__name__}, expected a state dict (a mapping of tensors)")
+        raise ValueError(f"{name}: {path!r} holds a {type(state).__name__}, expected a state dict "
+                         "(a mapping of tensors)")
     return state, path
 
 

@@ -6,5 +6,6 @@ from .perceptual import PerceptualLoss, TVLoss, total_variation
 from .scnn import SCNNLoss, scnn_loss
 from .style import GramLoss, StyleLoss, gram_loss, style_loss
 
-__all__ = ["GramLoss", "LPIPS", "MMDPlusPlus", "NCCLoss", "PatchMMDLoss", "PerceptualLoss", "SCNNLoss", "StyleLoss", "TVLoss",
+__all__ = ["GramLoss", "LPIPS", "MMDPlusPlus", "NCCLoss", "PatchMMDLoss", "PerceptualLoss", "SCNNLoss", "StyleLoss",
+           "TVLoss",
            "gram_loss", "lpips_loss", "ncc_loss", "patch_mmd_loss", "scnn_loss", "style_loss", "total_variation"]

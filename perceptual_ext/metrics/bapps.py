@@ -14,7 +14,8 @@ def _vector(value, name: str) -> Tensor:
         try:
             t = torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(f"{name} must be a tensor, array or sequence of numbers, got {type(value).__name__}") from exc
+            raise TypeError(f"{name} must be a tensor, array or sequence of numbers, "
+                            f"got {type(value).__name__}") from exc
     if t.is_complex():
         raise TypeError(f"{name} must be real, got dtype {t.dtype}")
     return t.to("cpu", torch.float64).flatten()

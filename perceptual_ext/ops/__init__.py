@@ -11,5 +11,5 @@ from .match_template import METHODS, find_peaks, match_template, release_fft_wor
 from .rff_patch import rff_patch_features
 from .scnn import scnn_features
 
-__all__ = ["METHODS", "find_peaks", "gram", "lpips_layer", "match_template", "release_fft_workspace", "rff_patch_features",
-           "scnn_features"]
+__all__ = ["METHODS", "find_peaks", "gram", "lpips_layer", "match_template", "release_fft_workspace",
+           "rff_patch_features", "scnn_features"]

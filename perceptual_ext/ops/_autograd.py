@@ -169,7 +169,8 @@ def _lpips_layer_backward(ctx, grad):
         grad_a, grad_b = (grad_a if need_a else None), (grad_b if need_b else None)
     if need_weight:
         # sum over n, h, w of g d_c^2; composed (it needs the difference d), only when asked for.
-        diff = a / (a.square().sum(1, keepdim=True).sqrt() + 1e-10) - b / (b.square().sum(1, keepdim=True).sqrt() + 1e-10)
+        diff = (a / (a.square().sum(1, keepdim=True).sqrt() + 1e-10)
+                - b / (b.square().sum(1, keepdim=True).sqrt() + 1e-10))
         grad_weight = (grad * diff.square()).sum(dim=(0, 2, 3))
     return grad_a, grad_b, grad_weight
 
