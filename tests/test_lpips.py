@@ -345,3 +345,13 @@ def test_factory_builds_lpips(tmp_path):
     assert loss.net_name == "vgg" and loss.pretrained_lin
     x = torch.rand(1, 3, 32, 32)
     assert loss(x, x).item() == 0
+
+
+def test_no_grad_and_autocast():
+    x, y = (t.float() for t in image_pair(64))
+    module = LPIPS("alex", lin_weights=random_lin("alex"), reduction="none")
+    with torch.no_grad():
+        expected = module(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = module(x, y)
+    torch.testing.assert_close(got.float(), expected, rtol=5e-2, atol=1e-3)
