@@ -75,6 +75,7 @@ class BAPPS(Dataset):
         split: ``"train"`` or ``"val"`` (``jnd`` has only ``val``).
         subsets: names of subset folders to read (e.g. ``["traditional", "cnn"]``); ``None`` reads
             every subset folder present, in sorted order.
+        image_size: side the patches are brought to (64, the reference loader's ``load_size``).
 
     Items:
         2afc: ``{"ref", "p0", "p1": Tensor[3, 64, 64], "judge": float (fraction preferring p1),
