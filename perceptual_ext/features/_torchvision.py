@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import _checks
+
 WeightsArg = Union[None, str, os.PathLike, Mapping]
 
 
@@ -151,8 +153,6 @@ class TorchvisionFeatures(nn.Module):
         return run_taps(self.features, h, self.TAPS, self.layers if layers is None else layers)
 
     def forward(self, x: Tensor) -> dict:
-        from .. import _checks
-
         _checks.floating(x, "x")
         _checks.rank(x, "x", (4,), "[N, 1 or 3, H, W]")
         if x.shape[1] not in (1, 3):
