@@ -332,6 +332,11 @@ def test_bad_arguments():
         module(torch.rand(2, 3, 64, 64), torch.rand(3, 3, 64, 64))
     with pytest.raises(ValueError, match="3 channels"):
         module(torch.rand(2, 4, 64, 64), torch.rand(2, 4, 64, 64))
+    with pytest.raises(ValueError, match=r"input is 30x40 pixels: LPIPS\(net='alex'\) needs at least 31x31"):
+        module(torch.rand(1, 3, 30, 40), torch.rand(1, 3, 30, 40))
+    with pytest.raises(ValueError, match="x is 16x16 pixels: SqueezeNet 1.1 layer fire9 needs at least 17x17"):
+        SqueezeNet11Features()(torch.rand(1, 3, 16, 16))
+    assert SqueezeNet11Features(layers=("fire5",))(torch.rand(1, 3, 9, 9))["fire5"].shape[1] == 256
     with pytest.raises(TypeError, match="target must be a real floating"):
         module(torch.rand(2, 3, 64, 64), torch.ones(2, 3, 64, 64, dtype=torch.uint8))
 

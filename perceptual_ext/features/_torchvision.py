@@ -129,13 +129,14 @@ class TorchvisionFeatures(nn.Module):
     """Base of the fixed feature extractors with torchvision's ``features.*`` keys.
 
     A subclass sets ``ARCH`` (e.g. ``"a torchvision AlexNet"``), ``EXAMPLE`` (a weight file name),
-    ``TAPS`` (layer name -> index into ``features`` whose output it is) and builds
-    ``self.features`` before calling :meth:`_finish`.
+    ``TAPS`` (layer name -> index into ``features`` whose output it is), ``MIN_SIZE`` (layer name ->
+    the smallest input side that reaches it) and builds ``self.features`` before calling :meth:`_finish`.
     """
 
     ARCH = ""
     EXAMPLE = ""
     TAPS: Mapping = {}
+    MIN_SIZE: Mapping = {}
 
     def _finish(self, layers, weights: WeightsArg, seed: int) -> None:
         self.layers = check_layers(layers, tuple(self.TAPS), self.ARCH.split()[-1])
@@ -157,6 +158,11 @@ class TorchvisionFeatures(nn.Module):
         _checks.rank(x, "x", (4,), "[N, 1 or 3, H, W]")
         if x.shape[1] not in (1, 3):
             raise ValueError(f"x must have 1 or 3 channels (RGB in [0, 1]), got {x.shape[1]}")
+        deepest = max(self.layers, key=lambda name: (self.MIN_SIZE[name], self.TAPS[name]))
+        if min(x.shape[2:]) < self.MIN_SIZE[deepest]:
+            side = self.MIN_SIZE[deepest]
+            raise ValueError(f"x is {x.shape[2]}x{x.shape[3]} pixels: {self.ARCH.split(' ', 2)[-1]} layer {deepest} "
+                             f"needs at least {side}x{side}")
         h = (x.expand(-1, 3, -1, -1) - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         return self.taps(h)
 

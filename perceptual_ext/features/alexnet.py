@@ -9,6 +9,7 @@ from ._torchvision import FrozenConv2d, TorchvisionFeatures, WeightsArg
 
 #: Tap name -> index in ``features`` (the output of each of the five ReLUs), lpips's slices.
 ALEXNET_LAYERS = {"relu1": 1, "relu2": 4, "relu3": 7, "relu4": 9, "relu5": 11}
+_MIN_SIZE = {"relu1": 7, "relu2": 15, "relu3": 31, "relu4": 31, "relu5": 31}
 
 
 class AlexNetFeatures(TorchvisionFeatures):
@@ -41,6 +42,7 @@ class AlexNetFeatures(TorchvisionFeatures):
     ARCH = "a torchvision AlexNet"
     EXAMPLE = "alexnet-owt-7be5be79.pth"
     TAPS = ALEXNET_LAYERS
+    MIN_SIZE = _MIN_SIZE
 
     def __init__(self, layers: Sequence[str] = tuple(ALEXNET_LAYERS), weights: WeightsArg = None,
                  seed: int = 0) -> None:

@@ -11,6 +11,7 @@ from ._torchvision import FrozenConv2d, TorchvisionFeatures, WeightsArg
 #: Tap name -> index in ``features``: conv1's ReLU, then the fire modules lpips taps (its
 #: ``squeezenet`` slices end at features 1, 4, 7, 9, 10, 11, 12), named as in the SqueezeNet paper.
 SQUEEZENET_LAYERS = {"relu1": 1, "fire3": 4, "fire5": 7, "fire6": 9, "fire7": 10, "fire8": 11, "fire9": 12}
+_MIN_SIZE = {"relu1": 3, "fire3": 5, "fire5": 9, "fire6": 17, "fire7": 17, "fire8": 17, "fire9": 17}
 
 
 class Fire(nn.Module):
@@ -48,7 +49,7 @@ class SqueezeNet11Features(TorchvisionFeatures):
         seed: seed of the random weights.
 
     Shape:
-        input ``[N, 1 or 3, H, W]`` with ``H, W >= 15``; output ``{name: Tensor[N, C_l, H_l, W_l]}``.
+        input ``[N, 1 or 3, H, W]`` with ``H, W >= 17``; output ``{name: Tensor[N, C_l, H_l, W_l]}``.
 
     Example:
         >>> net = SqueezeNet11Features(layers=("relu1", "fire9"))
@@ -59,6 +60,7 @@ class SqueezeNet11Features(TorchvisionFeatures):
     ARCH = "a torchvision SqueezeNet 1.1"
     EXAMPLE = "squeezenet1_1-b8a52dc0.pth"
     TAPS = SQUEEZENET_LAYERS
+    MIN_SIZE = _MIN_SIZE
 
     def __init__(self, layers: Sequence[str] = tuple(SQUEEZENET_LAYERS), weights: WeightsArg = None,
                  seed: int = 0) -> None:

@@ -28,6 +28,8 @@ NETS: Dict[str, Tuple[type, Tuple[str, ...], Tuple[int, ...]]] = {
 }
 
 WeightsArg = Union[None, str, os.PathLike, Mapping]
+#: The smallest image side that reaches every tap of the net.
+MIN_SIZE = {"alex": 31, "vgg": 16, "squeeze": 17}
 
 
 def lin_keys(net: str) -> Tuple[str, ...]:
@@ -111,7 +113,8 @@ class LPIPS(nn.Module):
     the input is cast to the module's dtype.
 
     Shape:
-        input ``[N, 3, H, W]`` in [0, 1] (one channel is repeated to RGB); target ``[N or 1, 3, H, W]``.
+        input ``[N, 3, H, W]`` in [0, 1] (one channel is repeated to RGB), ``H, W`` at least 31 (alex),
+        16 (vgg) or 17 (squeeze); target ``[N or 1, 3, H, W]``.
 
     Raises:
         ValueError: a missing, unreadable or wrong weight file (missing or unexpected keys, wrong
@@ -158,6 +161,10 @@ class LPIPS(nn.Module):
                 target.shape[0] not in (1, input.shape[0]):
             raise ValueError(f"input [N, 3, H, W] and target [N or 1, 3, H, W] must agree, got {tuple(input.shape)} "
                              f"and {tuple(target.shape)}")
+        side = MIN_SIZE[self.net_name]
+        if min(input.shape[2:]) < side:
+            raise ValueError(f"input is {input.shape[2]}x{input.shape[3]} pixels: LPIPS(net={self.net_name!r}) needs "
+                             f"at least {side}x{side} (its deepest tap)")
         dtype = self.shift.dtype
         x = input.to(dtype).expand(-1, 3, -1, -1)
         y = target.to(dtype).expand(-1, 3, -1, -1)
