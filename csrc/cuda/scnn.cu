@@ -1,7 +1,7 @@
 // Fused S-CNN, CUDA: the in-order tile loop of host/scnn_driver.h with cuBLAS GEMMs on [t, C]
-// tiles (torch's matmul precision flags apply: TF32 when enabled; half/bfloat16 inputs run the
-// GEMMs in that precision). The elementwise passes are grid-stride kernels, one output element per
-// thread, each calling the arithmetic of common/scnn.h; no atomics (every pass is a gather).
+// tiles (torch's TF32 flag applies to float32; half/bfloat16 inputs run the GEMMs in that precision
+// with fp32 accumulation: cuda/fp32_reductions.h). The elementwise passes are grid-stride kernels, one output element
+// per thread, each calling the arithmetic of common/scnn.h; no atomics (every pass is a gather).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -12,6 +12,7 @@
 
 #include "host/checks.h"
 #include "common/scnn.h"
+#include "cuda/fp32_reductions.h"
 #include "cuda/helpers.h"
 #include "host/scnn_driver.h"
 
@@ -204,6 +205,7 @@ std::tuple<at::Tensor, at::Tensor> scnn_features_cuda(const at::Tensor& x, const
                                                       bool patch_norm, bool save_masks) {
   check_dtype_cuda(x, "scnn_features");
   const c10::cuda::CUDAGuard guard(x.device());
+  const cuda::Fp32Reductions fp32(x);
   return scnn::forward<CudaKernels>(x, first_weight, first_bias, weights, biases, window, stride, patch_norm,
                                     save_masks, kTileSize);
 }
@@ -213,6 +215,7 @@ at::Tensor scnn_features_backward_cuda(const at::Tensor& grad, const at::Tensor&
                                        int64_t stride, bool patch_norm) {
   check_dtype_cuda(x, "scnn_features_backward");
   const c10::cuda::CUDAGuard guard(x.device());
+  const cuda::Fp32Reductions fp32(x);
   return scnn::backward<CudaKernels>(grad, x, first_weight, weights, masks, window, stride, patch_norm, kTileSize);
 }
 
