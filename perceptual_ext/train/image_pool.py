@@ -1,7 +1,6 @@
 """The image history buffer of Shrivastava et al. (2017), as CycleGAN trains its discriminators."""
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 
