@@ -116,6 +116,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, trainer):
             for moment in ("exp_avg", "exp_avg_sq"):
                 assert torch.equal(value[moment], b["optimizers"][name]["state"][key][moment])
     for name, pool in a["pools"].items():
+        assert len(pool["images"]) == len(b["pools"][name]["images"]) > 0
         assert all(torch.equal(x, y) for x, y in zip(pool["images"], b["pools"][name]["images"]))
 
 

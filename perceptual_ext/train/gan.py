@@ -34,7 +34,6 @@ network, both optimizers, the image pools and the random states: exact resume on
 """
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -43,7 +42,6 @@ from torch import Tensor, nn
 
 from .. import _checks
 from ..data.pairs import DIRECTIONS, SAMPLE_PAIR_KINDS, PairedImages, UnpairedImages, split_aligned
-from ..data.images import load_image, save_image
 from ..losses.factory import LOSSES, build_loss
 from ..losses.gan import GAN_MODES, gan_loss, gradient_penalty
 from ..models.gan import GAN_MODELS, PatchDiscriminator, ResnetGenerator, UNetGenerator
