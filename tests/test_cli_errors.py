@@ -72,6 +72,18 @@ CASES = [
     (["gim", "sample:astronaut", "--losses", "mse,bogus", "--out-dir", "{out}"], "--losses must be"),
     (["gim", "sample:astronaut", "--shift", "-1", "--out-dir", "{out}"], "--shift must be >= 0"),
     (["gim", "sample:astronaut", "--num-crops", "0", "--out-dir", "{out}"], "--num-crops must be >= 1"),
+    (["train-pix2pix", "{missing}", "--out-dir", "{out}"], "data folder not found"),
+    (["train-pix2pix", "{dir}", "--b-dir", "{missing}", "--out-dir", "{out}"], "--b-dir folder not found"),
+    (["train-pix2pix", "--steps", "0", "--out-dir", "{out}"], "--steps must be >= 1"),
+    (["train-pix2pix", "--extra-loss", "vgg", "--out-dir", "{out}"], "extra_loss must be NAME:WEIGHT"),
+    (["train-cyclegan", "{dir}", "--out-dir", "{out}"], "give both A_DIR and B_DIR"),
+    (["train-cyclegan", "--crop-size", "0", "--out-dir", "{out}"], "--crop-size must be >= 1"),
+    (["translate", "--model", "{missing}", "{image}", "--out", "{out}"], "checkpoint not found"),
+    (["translate", "--model", "{no_weights}", "{image}", "--out", "{out}"], "no 'state_dict' entry"),
+    (["translate", "--model", "{not_ckpt}", "{missing}", "--out", "{out}"], "input not found"),
+    (["translate", "--model", "{not_ckpt}", "{image}", "--out", "{out}", "--batch-size", "0"],
+     "--batch-size must be >= 1"),
+    (["sample-pairs", "--size", "0", "--out", "{out}"], "--size must be >= 8"),
 ]
 
 

@@ -184,6 +184,11 @@ class _Run:
         state = load_checkpoint(path, map_location=process.device)
         if state["task"] != self.task:
             raise ValueError(f"resume checkpoint {path} is a {state['task']!r} run, not {self.task!r}")
+        missing = [k for k in ("networks", "optimizers", "pools", "rng", "history", "global_batch", "lr_schedule",
+                               "data_seed", "failures") if k not in state]
+        if missing:
+            raise ValueError(f"resume checkpoint {path} has no {', '.join(map(repr, missing))} entry (damaged or "
+                             "not written by the GAN trainers)")
         for name, net in self.nets.items():
             saved = state["networks"][name]
             if full_config(type(net), saved["config"]) != net.config or saved["class"] != type(net).__name__:
