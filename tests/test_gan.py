@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from perceptual_ext.data import PairedImages, UnpairedImages, sample_pairs, save_image, split_aligned, write_sample_pairs
+from perceptual_ext.data import (PairedImages, UnpairedImages, sample_pairs, save_image, split_aligned,
+                                 write_sample_pairs)
 from perceptual_ext.data.pairs import greyscale
 from perceptual_ext.losses import GANLoss, gan_loss, gradient_penalty
 from perceptual_ext.models import PatchDiscriminator, ResnetGenerator, UNetGenerator, build_gan_model
@@ -41,12 +42,15 @@ def test_resnet_generator_keeps_size(device):
 def test_patch_discriminator_output_shape(device):
     d = PatchDiscriminator(in_channels=6, ndf=4).to(device)
     assert d(torch.rand(2, 6, 256, 256, device=device)).shape == (2, 1, 30, 30)
-    assert PatchDiscriminator(3, ndf=4, n_layers=2, norm="none").to(device)(torch.rand(1, 3, 64, 64, device=device)).shape == (1, 1, 14, 14)
+    d2 = PatchDiscriminator(3, ndf=4, n_layers=2, norm="none").to(device)
+    assert d2(torch.rand(1, 3, 64, 64, device=device)).shape == (1, 1, 14, 14)
 
 
 def test_reference_parameter_counts():
     # the reference implementation prints 54.414 M (unet_256), 11.378 M (resnet_9blocks), 2.769 M (basic D)
-    count = lambda m: sum(p.numel() for p in m.parameters())
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
     assert count(UNetGenerator()) == 54_413_955
     assert count(ResnetGenerator()) == 11_378_179
     assert count(PatchDiscriminator()) == 2_768_705
@@ -168,7 +172,9 @@ def test_gan_loss_bad_input():
 def test_gradient_penalty_of_linear_critic_is_norm_minus_one_squared():
     for scale in (0.1, 1.0, 3.0):
         w = torch.randn(1, 3, 6, 6, dtype=torch.float64) * scale / 18
-        critic = lambda x, w=w: (x * w).flatten(1).sum(1)  # gradient w at every x
+        def critic(x, w=w):
+            return (x * w).flatten(1).sum(1)  # gradient w at every x
+
         real, fake = torch.rand(5, 3, 6, 6, dtype=torch.float64), torch.rand(5, 3, 6, 6, dtype=torch.float64)
         for weight in (1.0, 10.0):
             gp = gradient_penalty(critic, real, fake, weight=weight)
@@ -180,7 +186,9 @@ def test_gradient_penalty_nonlinear_reference_and_backprop():
     d = PatchDiscriminator(6, ndf=4, norm="none").double()
     cond = torch.rand(2, 3, 32, 32, dtype=torch.float64)
     real, fake = torch.rand(2, 3, 32, 32, dtype=torch.float64), torch.rand(2, 3, 32, 32, dtype=torch.float64)
-    critic = lambda y: d(torch.cat([cond, y], 1))  # a conditional D
+    def critic(y):  # a conditional D
+        return d(torch.cat([cond, y], 1))
+
     gp = gradient_penalty(critic, real, fake, weight=10.0, generator=torch.Generator().manual_seed(5))
     # plain reference: same alphas, per-sample gradient norms one sample at a time
     alpha = torch.rand((2, 1, 1, 1), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
@@ -196,7 +204,9 @@ def test_gradient_penalty_nonlinear_reference_and_backprop():
 
 
 def test_gradient_penalty_bad_input():
-    critic = lambda x: x.sum((1, 2, 3))
+    def critic(x):
+        return x.sum((1, 2, 3))
+
     with pytest.raises(ValueError, match="real and fake must have the same shape"):
         gradient_penalty(critic, torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 5))
     with pytest.raises(TypeError, match="discriminator must be callable"):
@@ -317,7 +327,8 @@ def test_paired_two_folders_match_by_name(tmp_path):
     item = ds[0]
     torch.testing.assert_close(item["B"], 1 - item["A"], atol=1 / 255 + 1e-6, rtol=0)
     _write(str(tmp_path / "B" / "r.png"), torch.rand(3, 24, 24))
-    with pytest.raises(ValueError, match=r"mismatched pairs: 0 image\(s\) of folder .* 1 of folder_b none in folder \['r'\]"):
+    message = r"mismatched pairs: 0 image\(s\) of folder .* 1 of folder_b none in folder \['r'\]"
+    with pytest.raises(ValueError, match=message):
         PairedImages(str(tmp_path / "A"), str(tmp_path / "B"), crop_size=16)
 
 
@@ -345,7 +356,8 @@ def test_write_sample_pairs(tmp_path):
     with pytest.raises(FileExistsError, match="exists"):
         write_sample_pairs(str(tmp_path / "aligned"), "grey", size=32)
     write_sample_pairs(str(tmp_path / "two"), "edges", size=32, layout="folders")
-    assert len(PairedImages(str(tmp_path / "two" / "A"), str(tmp_path / "two" / "B"), load_size=None, crop_size=32)) == 10
+    two = PairedImages(str(tmp_path / "two" / "A"), str(tmp_path / "two" / "B"), load_size=None, crop_size=32)
+    assert len(two) == 10
 
 
 def test_data_bad_input(tmp_path):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 
-from ._common import UserError, add_device_option, check_outputs, device, existing_dir, formatter, positive, user_errors
+from ._common import (UserError, add_command, add_device_option, check_outputs, device, existing_dir, positive,
+                      user_errors)
 
 
 def _add_gan_options(p, *, out_dir: str, gan_mode: str, norm: str) -> None:
@@ -51,7 +52,8 @@ def _common_kwargs(args) -> dict:
     positive(args.load_size, "--load-size", minimum=0)
     return dict(builtin=args.builtin, out_dir=args.out_dir, steps=args.steps, decay_steps=args.decay_steps,
                 batch_size=args.batch_size, load_size=args.load_size or None, crop_size=args.crop_size,
-                flip=not args.no_flip, lr=args.lr, optimizer=args.optimizer, gan_mode=args.gan_mode, extra_loss=args.extra_loss,
+                flip=not args.no_flip, lr=args.lr, optimizer=args.optimizer, gan_mode=args.gan_mode,
+                extra_loss=args.extra_loss,
                 vgg_weights=args.vgg_weights, ngf=args.ngf, ndf=args.ndf, n_layers_d=args.n_layers_d, norm=args.norm,
                 seed=args.seed, device=device(args.device), num_workers=args.workers, sample_every=args.sample_every,
                 checkpoint_every=args.checkpoint_every, resume=args.resume, overwrite=args.overwrite)
@@ -70,19 +72,18 @@ def _report(result) -> int:
 
 
 def _add_train_pix2pix(sub) -> None:
-    p = sub.add_parser(
-        "train-pix2pix", help="train pix2pix (U-Net + 70x70 PatchGAN, cGAN + lambda*L1) on paired images",
-        formatter_class=formatter,
+    p = add_command(
+        sub, "train-pix2pix", _run_train_pix2pix,
+        help="train pix2pix (U-Net + 70x70 PatchGAN, cGAN + lambda*L1) on paired images",
         description="Train pix2pix (Isola et al. 2017) on paired images: an aligned folder (A|B side by side in\n"
                     "each image, as pix2pix's data sets), two folders whose files pair up by name, or the\n"
                     "built-in set. Adam 2e-4, betas (0.5, 0.999), lr constant then linear decay, lambda_L1 = 100,\n"
                     "vanilla GAN, batch norm. Runs under torchrun for DDP.",
-        epilog="examples:\n"
-               "  perceptual-ext train-pix2pix --steps 300 --crop-size 64 --load-size 72 --ngf 16   # offline\n"
-               "  perceptual-ext train-pix2pix facades/train --direction BtoA --steps 80000\n"
-               "  perceptual-ext train-pix2pix sketches/ --b-dir photos/ --extra-loss vgg:1.0 --vgg-weights vgg16.pth\n"
-               "  torchrun --nproc_per_node=2 -m perceptual_ext.cli train-pix2pix edges2shoes/train --batch-size 4\n"
-               "  perceptual-ext train-pix2pix --resume runs/pix2pix/checkpoint.pt --steps 2000")
+        examples=["perceptual-ext train-pix2pix --steps 300 --crop-size 64 --load-size 72 --ngf 16   # offline",
+                  "perceptual-ext train-pix2pix facades/train --direction BtoA --steps 80000",
+                  "perceptual-ext train-pix2pix sketches/ --b-dir photos/ --extra-loss vgg:1.0 --vgg-weights vgg16.pth",
+                  "torchrun --nproc_per_node=2 -m perceptual_ext.cli train-pix2pix edges2shoes/train --batch-size 4",
+                  "perceptual-ext train-pix2pix --resume runs/pix2pix/checkpoint.pt --steps 2000"])
     p.add_argument("data", nargs="?", metavar="DIR",
                    help="aligned A|B images, or the A folder with --b-dir (default: the built-in set)")
     p.add_argument("--b-dir", metavar="DIR", help="the B folder: DIR holds A, files pair up by name")
@@ -90,7 +91,6 @@ def _add_train_pix2pix(sub) -> None:
     p.add_argument("--lambda-l1", type=float, default=100.0, help="weight of the L1 term (default %(default)s)")
     p.add_argument("--no-dropout", action="store_true", help="no dropout in the U-Net")
     _add_gan_options(p, out_dir="runs/pix2pix", gan_mode="vanilla", norm="batch")
-    p.set_defaults(func=_run_train_pix2pix)
 
 
 def _run_train_pix2pix(args) -> int:
@@ -108,16 +108,15 @@ def _run_train_pix2pix(args) -> int:
 
 
 def _add_train_cyclegan(sub) -> None:
-    p = sub.add_parser(
-        "train-cyclegan", help="train CycleGAN (two ResNet generators, two PatchGANs) on unpaired folders",
-        formatter_class=formatter,
+    p = add_command(
+        sub, "train-cyclegan", _run_train_cyclegan,
+        help="train CycleGAN (two ResNet generators, two PatchGANs) on unpaired folders",
         description="Train CycleGAN (Zhu et al. 2017) on two folders of unpaired images (or the built-in set,\n"
                     "its pairing ignored): LSGAN, lambda_cycle = 10, lambda_identity = 0.5, instance norm, an\n"
                     "image pool of 50, Adam 2e-4 with betas (0.5, 0.999), lr constant then linear decay.",
-        epilog="examples:\n"
-               "  perceptual-ext train-cyclegan --steps 200 --crop-size 64 --load-size 72 --ngf 16 --n-blocks 3\n"
-               "  perceptual-ext train-cyclegan horse2zebra/trainA horse2zebra/trainB --steps 100000\n"
-               "  perceptual-ext translate --model runs/cyclegan/checkpoint.pt --direction BtoA zebras/ --out horses/")
+        examples=["perceptual-ext train-cyclegan --steps 200 --crop-size 64 --load-size 72 --ngf 16 --n-blocks 3",
+                  "perceptual-ext train-cyclegan horse2zebra/trainA horse2zebra/trainB --steps 100000",
+                  "perceptual-ext translate --model runs/cyclegan/checkpoint.pt --direction BtoA zebras/ --out h/"])
     p.add_argument("data_a", nargs="?", metavar="A_DIR", help="domain A images (default: the built-in set)")
     p.add_argument("data_b", nargs="?", metavar="B_DIR", help="domain B images")
     p.add_argument("--lambda-cycle", type=float, default=10.0, help="cycle-consistency weight (default %(default)s)")
@@ -126,7 +125,6 @@ def _add_train_cyclegan(sub) -> None:
     p.add_argument("--pool-size", type=int, default=50, help="generated images kept per D (default %(default)s)")
     p.add_argument("--n-blocks", type=int, default=9, help="residual blocks per generator (default %(default)s)")
     _add_gan_options(p, out_dir="runs/cyclegan", gan_mode="lsgan", norm="instance")
-    p.set_defaults(func=_run_train_cyclegan)
 
 
 def _run_train_cyclegan(args) -> int:
@@ -163,17 +161,16 @@ def _inputs(specs):
 
 
 def _add_translate(sub) -> None:
-    p = sub.add_parser(
-        "translate", help="translate images with a trained pix2pix or CycleGAN generator", formatter_class=formatter,
+    p = add_command(
+        sub, "translate", _run_translate, help="translate images with a trained pix2pix or CycleGAN generator",
         description="Run the generator of a train-pix2pix or train-cyclegan checkpoint on image files (batched,\n"
                     "with a progress bar) and write OUT/<name>.png for each. Any image size works (padded to\n"
                     "the network's multiple and cropped back); batch norm uses each image's own statistics, as\n"
                     "pix2pix does at test time. Existing outputs are refused unless --overwrite.",
-        epilog="examples:\n"
-               "  perceptual-ext sample-pairs --out pairs/ --layout folders\n"
-               "  perceptual-ext translate --model runs/pix2pix/checkpoint.pt pairs/A --out translated/\n"
-               "  perceptual-ext translate --model runs/pix2pix/checkpoint.pt facades/val --aligned A --out out/\n"
-               "  perceptual-ext translate --model runs/cyclegan/checkpoint.pt --direction BtoA b1.jpg b2.jpg --out out/")
+        examples=["perceptual-ext sample-pairs --out pairs/ --layout folders",
+                  "perceptual-ext translate --model runs/pix2pix/checkpoint.pt pairs/A --out translated/",
+                  "perceptual-ext translate --model runs/pix2pix/checkpoint.pt facades/val --aligned A --out out/",
+                  "perceptual-ext translate --model runs/cyclegan/checkpoint.pt --direction BtoA b.jpg --out out/"])
     p.add_argument("--model", metavar="CKPT", required=True, help="a train-pix2pix or train-cyclegan checkpoint")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
@@ -183,7 +180,6 @@ def _add_translate(sub) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default %(default)s)")
     add_device_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.set_defaults(func=_run_translate)
 
 
 def _run_translate(args) -> int:
@@ -211,20 +207,18 @@ def _run_translate(args) -> int:
 
 
 def _add_sample_pairs(sub) -> None:
-    p = sub.add_parser(
-        "sample-pairs", help="write the built-in paired set (edges->photo or grey->colour) as PNGs",
-        formatter_class=formatter,
+    p = add_command(
+        sub, "sample-pairs", _run_sample_pairs,
+        help="write the built-in paired set (edges->photo or grey->colour) as PNGs",
         description="Write the paired set built from scikit-image's bundled samples (offline): aligned A|B\n"
                     "images, or A/ and B/ folders whose files pair up by name.",
-        epilog="examples:\n"
-               "  perceptual-ext sample-pairs --out pairs/                      # pairs/NAME.png, A|B\n"
-               "  perceptual-ext sample-pairs --kind grey --layout folders --out grey/   # grey/A, grey/B")
+        examples=["perceptual-ext sample-pairs --out pairs/                      # pairs/NAME.png, A|B",
+                  "perceptual-ext sample-pairs --kind grey --layout folders --out grey/   # grey/A, grey/B"])
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--kind", choices=("edges", "grey"), default="edges", help="default %(default)s")
     p.add_argument("--size", type=int, default=256, help="image side (default %(default)s)")
     p.add_argument("--layout", choices=("aligned", "folders"), default="aligned", help="default %(default)s")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
-    p.set_defaults(func=_run_sample_pairs)
 
 
 def _run_sample_pairs(args) -> int:

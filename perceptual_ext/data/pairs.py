@@ -45,7 +45,7 @@ def edge_map(image: Tensor, sigma: float = 2.0) -> Tensor:
     """Canny edges of a [C, H, W] image in [0, 1] as black lines on white, [3, H, W] (float 0/1)."""
     from skimage.feature import canny
 
-    grey = image if image.shape[0] == 1 else (image[:3] * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+    grey = image if image.shape[0] == 1 else greyscale(image)[:1]
     edges = canny(grey[0].double().numpy(), sigma=sigma)
     return torch.from_numpy(1.0 - edges.astype(np.float32))[None].expand(3, -1, -1).contiguous()
 
@@ -217,7 +217,8 @@ class PairedImages(Dataset):
                  builtin: str = "edges", builtin_size: int = 256):
         _check_jitter(load_size, crop_size)
         _checks.choice(direction, "direction", DIRECTIONS)
-        self.load_size, self.crop_size, self.flip, self.direction, self.seed = load_size, crop_size, flip, direction, seed
+        self.load_size, self.crop_size, self.flip = load_size, crop_size, flip
+        self.direction, self.seed = direction, seed
         self.skipped: List[Tuple[str, str]] = []
         self.names: List[str]
         self._pairs: Optional[List[Tuple[Tensor, Tensor]]] = None

@@ -143,7 +143,8 @@ def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fa
         True
     """
     if not callable(discriminator):
-        raise TypeError(f"discriminator must be callable (an nn.Module or a function), got {type(discriminator).__name__}")
+        raise TypeError("discriminator must be callable (an nn.Module or a function), "
+                        f"got {type(discriminator).__name__}")
     _checks.floating(real, "real")
     _checks.floating(fake, "fake")
     _checks.same_device(real, fake, "real", "fake")

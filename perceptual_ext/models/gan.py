@@ -73,8 +73,9 @@ class _UNetBlock(nn.Module):
     """One level of the U-Net: down, the inner levels, up, and the skip connection around them
     (the reference's ``UnetSkipConnectionBlock``)."""
 
-    def __init__(self, outer: int, inner: int, *, in_channels: Optional[int] = None, submodule: Optional[nn.Module] = None,
-                 outermost: bool = False, innermost: bool = False, norm: str = "batch", dropout: bool = False):
+    def __init__(self, outer: int, inner: int, *, in_channels: Optional[int] = None,
+                 submodule: Optional[nn.Module] = None, outermost: bool = False, innermost: bool = False,
+                 norm: str = "batch", dropout: bool = False):
         super().__init__()
         self.outermost = outermost
         bias = norm != "batch"

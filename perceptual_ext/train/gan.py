@@ -97,7 +97,8 @@ def _nonnegative(value, name: str) -> float:
 
 
 def lr_factor(step: int, steps: int, decay_steps: int) -> float:
-    """The reference's linear policy in steps: 1 until ``steps − decay_steps``, then down by 1/(decay_steps + 1) a step."""
+    """The reference's linear policy in steps: 1 until ``steps − decay_steps``, then down by
+    1/(decay_steps + 1) a step."""
     return 1.0 - max(0, step - (steps - decay_steps)) / float(decay_steps + 1)
 
 
@@ -174,7 +175,8 @@ class _Run:
                          for n, m in self.nets.items()},
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "pools": {n: p.state_dict() for n, p in self.pools.items()},
-            "rng": rng_state(self.extra), "data_seed": self.seed, "global_batch": self.config["batch_size"] * process.world,
+            "rng": rng_state(self.extra), "data_seed": self.seed,
+            "global_batch": self.config["batch_size"] * process.world,
             "history": self.history, "failures": self.failures, "lr_schedule": {"steps": self.steps,
                                                                                "decay_steps": self.decay_steps},
             "skipped_files": [path for path, _ in dataset.skipped], "train_config": self.config,
@@ -201,7 +203,8 @@ class _Run:
         if state["step"] > self.steps:
             raise ValueError(f"resume checkpoint is at step {state['step']}, beyond steps={self.steps}")
         if state["lr_schedule"] != {"steps": self.steps, "decay_steps": self.decay_steps}:
-            warnings.warn(f"resuming with the learning-rate schedule steps={self.steps}, decay_steps={self.decay_steps} "
+            warnings.warn(f"resuming with the learning-rate schedule steps={self.steps}, "
+                          f"decay_steps={self.decay_steps} "
                           f"instead of {state['lr_schedule']}: the run will differ from an uninterrupted one",
                           RuntimeWarning, stacklevel=4)
         for name, net in self.nets.items():
@@ -530,7 +533,8 @@ def train_cyclegan(data_dir_a: Optional[str] = None, data_dir_b: Optional[str] =
     _checks.positive_int(pool_size, "pool_size", minimum=0)
     _checks.choice(builtin, "builtin", SAMPLE_PAIR_KINDS)
     if isinstance(crop_size, int) and crop_size % 4:
-        raise ValueError(f"crop_size must be a multiple of 4 (the ResNet generator's two downsamplings), got {crop_size}")
+        raise ValueError("crop_size must be a multiple of 4 (the ResNet generator's two downsamplings), "
+                         f"got {crop_size}")
     extras = parse_extra_losses(extra_loss)
     config = {k: v for k, v in locals().items() if isinstance(v, (str, int, float, bool, type(None)))}
     config["extra_loss"] = [f"{n}:{w}" for n, w in extras]
