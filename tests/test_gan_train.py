@@ -275,3 +275,22 @@ def test_cli_help_has_examples(command, capsys):
     with pytest.raises(SystemExit):
         cli.main([command, "--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+def test_paper_inference_normalizes_each_image_alone():
+    """translate's batch norm: each image with its own statistics, running averages untouched, dropout off."""
+    torch.manual_seed(0)
+    g = train_gan.UNetGenerator(num_downs=5, ngf=4).train()
+    buffers = [b.clone() for b in g.buffers()]
+    x = torch.rand(3, 3, 32, 32)
+    wrapped = train_gan.PaperInference(g)
+    with torch.no_grad():
+        batch = wrapped(x)
+        alone = torch.cat([wrapped(x[i:i + 1]) for i in range(3)])
+        again = wrapped(x)
+    torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-6)  # independent of the batch around it
+    assert torch.equal(batch, again)  # deterministic: dropout off
+    assert all(torch.equal(a, b) for a, b in zip(buffers, g.buffers())) and g.training
+    with torch.no_grad():
+        running = g.eval()(x)
+    assert not torch.allclose(running, batch, atol=1e-3)  # not the running averages

@@ -34,6 +34,7 @@ network, both optimizers, the image pools and the random states: exact resume on
 """
 from __future__ import annotations
 
+import types
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -563,13 +564,19 @@ def train_cyclegan(data_dir_a: Optional[str] = None, data_dir_b: Optional[str] =
 
 # --------------------------------------------------------------------------- inference
 
+def _batch_statistics(self, x: Tensor) -> Tensor:
+    """A batch-norm layer's forward with the batch's own statistics; running averages untouched."""
+    return nn.functional.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
 class PaperInference(nn.Module):
     """pix2pix's inference rule for batch norm: each image normalized with its own statistics.
 
     Isola et al. run G at test time "in exactly the same manner as during the training phase":
     batch norm with the statistics of the test batch, batch size 1 ("instance normalization"),
-    not the running averages. This wrapper runs ``net`` image by image with every ``BatchNorm``
-    in training mode and momentum 0 (the running averages stay untouched) and dropout off (a
+    not the running averages. This wrapper runs ``net`` in eval mode, image by image, with every
+    batch-norm layer (SyncBatchNorm included, which then does not synchronize) computing its
+    image's statistics and leaving its running averages untouched; dropout is off (a
     deterministic output; the paper keeps it on). Networks without batch norm run unchanged.
     """
 
@@ -581,19 +588,16 @@ class PaperInference(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.norms:
             return self.net(x)
-        saved = [(m.training, m.momentum) for m in self.norms]
         was_training = self.net.training
         self.net.eval()
         try:
             for m in self.norms:
-                m.train()
-                m.momentum = 0.0
+                m.forward = types.MethodType(_batch_statistics, m)
             return torch.cat([self.net(image[None]) for image in x]) if len(x) else self.net(x)
         finally:
+            for m in self.norms:
+                m.__dict__.pop("forward", None)
             self.net.train(was_training)
-            for m, (training, momentum) in zip(self.norms, saved):
-                m.train(training)
-                m.momentum = momentum
 
 
 class PadToMultiple(nn.Module):
