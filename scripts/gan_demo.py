@@ -66,7 +66,12 @@ def smooth(values, width: int = 25):
 
 
 def plot_history(history: dict, path: str) -> None:
-    import matplotlib
+    """The curves, with matplotlib (not a dependency of the library: skipped with a note without it)."""
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"matplotlib is not installed: {path} not drawn (pip install matplotlib)")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
