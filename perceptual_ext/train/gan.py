@@ -160,8 +160,10 @@ class _Run:
                 group["lr"] = value
         return value
 
-    def record(self, values: Dict[str, Tensor], world: int) -> Dict[str, float]:
+    def record(self, values: Dict[str, Tensor], world: int, lr: float) -> Dict[str, float]:
+        """Append this step's values, each averaged over processes, and the learning rate."""
         row = {k: mean_over_processes(v.detach().float(), world) for k, v in values.items()}
+        row["lr"] = lr
         for k, v in row.items():
             self.history.setdefault(k, []).append(v)
         return row
@@ -245,9 +247,7 @@ def _fit_gan(run: _Run, *, dataset, train_step, preview, out_dir: str, batch_siz
                 run.failures += int(batch["failures"].sum())
                 batch = {k: v.to(process.device, non_blocking=True) for k, v in batch.items() if isinstance(v, Tensor)}
                 lr = run.set_lr(step)
-                values = train_step(wrapped, batch)
-                values["lr"] = torch.tensor(lr)
-                row = run.record(values, process.world)
+                row = run.record(train_step(wrapped, batch), process.world, lr)
                 bar.update(1)
                 bar.set_postfix(D=f"{row['loss_D']:.3g}", G=f"{row['loss_G']:.3g}",
                                 acc=f"{row['D_real_acc']:.2f}/{row['D_fake_acc']:.2f}")
