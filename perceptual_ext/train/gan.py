@@ -34,6 +34,7 @@ network, both optimizers, the image pools and the random states: exact resume on
 """
 from __future__ import annotations
 
+import gc
 import types
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -224,8 +225,6 @@ class _Run:
 
 def _fit_gan(run: _Run, *, dataset, train_step, preview, out_dir: str, batch_size: int, device, num_workers: int,
              sample_every: int, checkpoint_every: int, resume: Optional[str], overwrite: bool, progress: bool) -> dict:
-    from tqdm.auto import tqdm
-
     checkpoint_path = refuse_overwrite(out_dir, resume, overwrite)
     with process_group(_checks.device(device)) as process:
         for net in run.nets.values():
@@ -235,29 +234,15 @@ def _fit_gan(run: _Run, *, dataset, train_step, preview, out_dir: str, batch_siz
             run.restore(resume, process)
         wrapped = train_step.wrap(process)
         batches = step_loader(dataset, batch_size, process, run.seed, run.start, num_workers)
-        shown = preview_batch(dataset)
-        generator = run.nets[run.groups["G"][0]]
-        all_nets = nn.ModuleDict(run.nets)  # samples are drawn with every network in eval mode
-        with tqdm(total=run.steps, initial=run.start, desc=f"train-{run.task}", disable=not (progress and process.main),
-                  dynamic_ncols=True) as bar:
-            for net in run.nets.values():
-                net.train()
-            for step in range(run.start, run.steps):
-                batch = next(batches)
-                run.failures += int(batch["failures"].sum())
-                batch = {k: v.to(process.device, non_blocking=True) for k, v in batch.items() if isinstance(v, Tensor)}
-                lr = run.set_lr(step)
-                row = run.record(train_step(wrapped, batch), process.world, lr)
-                bar.update(1)
-                bar.set_postfix(D=f"{row['loss_D']:.3g}", G=f"{row['loss_G']:.3g}",
-                                acc=f"{row['D_real_acc']:.2f}/{row['D_fake_acc']:.2f}")
-                done = step + 1
-                if process.main and sample_every and done % sample_every == 0:
-                    write_sample(all_nets, lambda _m, b: preview(run.nets, b), shown, process.device, out_dir, done)
-                if process.main and ((checkpoint_every and done % checkpoint_every == 0) or done == run.steps):
-                    save_checkpoint(run.state(done, process, dataset), checkpoint_path)
-            if process.main and run.start == run.steps:
-                save_checkpoint(run.state(run.steps, process, dataset), checkpoint_path)
+        try:
+            _gan_steps(run, wrapped, batches, train_step, preview, dataset, process, out_dir=out_dir,
+                       sample_every=sample_every, checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path,
+                       progress=progress)
+        finally:
+            # the DDP wrappers and the loader go before the process group does (a reducer that outlives
+            # its group can hang the process at exit)
+            del wrapped, batches
+            gc.collect()
     if run.failures:
         warnings.warn(f"{run.failures} image loads failed and were replaced by other images", RuntimeWarning,
                       stacklevel=3)
@@ -265,7 +250,36 @@ def _fit_gan(run: _Run, *, dataset, train_step, preview, out_dir: str, batch_siz
         net.eval()
     return {"checkpoint": checkpoint_path if process.main else None, "steps": run.steps, "history": run.history,
             "skipped_files": len(dataset.skipped), "failed_loads": run.failures, "networks": run.nets,
-            "model": generator}
+            "model": run.nets[run.groups["G"][0]]}
+
+
+def _gan_steps(run: _Run, wrapped, batches, train_step, preview, dataset, process: Process, *, out_dir: str,
+               sample_every: int, checkpoint_every: int, checkpoint_path: str, progress: bool) -> None:
+    """Steps ``run.start`` .. ``run.steps``: update, record, write samples and checkpoints (rank 0)."""
+    from tqdm.auto import tqdm
+
+    shown = preview_batch(dataset)
+    all_nets = nn.ModuleDict(run.nets)  # samples are drawn with every network in eval mode
+    with tqdm(total=run.steps, initial=run.start, desc=f"train-{run.task}", disable=not (progress and process.main),
+              dynamic_ncols=True) as bar:
+        for net in run.nets.values():
+            net.train()
+        for step in range(run.start, run.steps):
+            batch = next(batches)
+            run.failures += int(batch["failures"].sum())
+            batch = {k: v.to(process.device, non_blocking=True) for k, v in batch.items() if isinstance(v, Tensor)}
+            lr = run.set_lr(step)
+            row = run.record(train_step(wrapped, batch), process.world, lr)
+            bar.update(1)
+            bar.set_postfix(D=f"{row['loss_D']:.3g}", G=f"{row['loss_G']:.3g}",
+                            acc=f"{row['D_real_acc']:.2f}/{row['D_fake_acc']:.2f}")
+            done = step + 1
+            if process.main and sample_every and done % sample_every == 0:
+                write_sample(all_nets, lambda _m, b: preview(run.nets, b), shown, process.device, out_dir, done)
+            if process.main and ((checkpoint_every and done % checkpoint_every == 0) or done == run.steps):
+                save_checkpoint(run.state(done, process, dataset), checkpoint_path)
+        if process.main and run.start == run.steps:
+            save_checkpoint(run.state(run.steps, process, dataset), checkpoint_path)
 
 
 def _extra_terms(extra: nn.ModuleList, weights: Sequence[float], fake: Tensor, target: Tensor) -> Tensor:
