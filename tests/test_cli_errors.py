@@ -84,6 +84,16 @@ CASES = [
     (["translate", "--model", "{not_ckpt}", "{image}", "--out", "{out}", "--batch-size", "0"],
      "--batch-size must be >= 1"),
     (["sample-pairs", "--size", "0", "--out", "{out}"], "--size must be >= 8"),
+    (["lpips", "{image}", "{missing}"], "image file not found"),
+    (["lpips", "{image}", "{dir}"], "both be image files or both be folders"),
+    (["lpips", "{image}", "{small}"], "LPIPS compares images of one size"),
+    (["lpips", "{image}", "{image}", "--lin-weights", "{not_ckpt}"], "not an lpips v0.1 'alex' lin file"),
+    (["lpips", "{image}", "{image}", "--spatial-out", "{out}.jpgx"], "unknown image format"),
+    (["lpips", "{image}", "{image}", "--device", "bogus"], "--device must be"),
+    (["bapps", "{missing}"], "BAPPS folder not found"),
+    (["bapps", "{dir}", "--distance", "lpips,bogus"], "unknown distance 'bogus'"),
+    (["bapps", "{dir}", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["bapps", "{dir}"], "holds neither 2afc/val nor jnd/val"),
 ]
 
 
