@@ -2,7 +2,9 @@
 and the BAPPS perceptual-similarity dataset."""
 from .bapps import BAPPS
 from .datasets import ImageCrops, StepSampler, downsample, list_images, upsample_bicubic
+from .pairs import PairedImages, UnpairedImages, sample_pairs, split_aligned, write_sample_pairs
 from .images import SAMPLE_IMAGES, image_grid, load_image, sample_image, save_image
 
 __all__ = ["BAPPS", "SAMPLE_IMAGES", "image_grid", "load_image", "sample_image", "save_image",
-           "ImageCrops", "StepSampler", "downsample", "list_images", "upsample_bicubic"]
+           "ImageCrops", "StepSampler", "downsample", "list_images", "upsample_bicubic",
+           "PairedImages", "UnpairedImages", "sample_pairs", "split_aligned", "write_sample_pairs"]

@@ -1,4 +1,5 @@
 """Drop-in ``nn.Module`` losses (and their functional forms) built on ``perceptual_ext.ops``."""
+from .gan import GANLoss, gan_loss, gradient_penalty
 from .lpips import LPIPS, lpips_loss
 from .ncc import NCCLoss, ncc_loss
 from .patch_mmd import MMDPlusPlus, PatchMMDLoss, patch_mmd_loss
@@ -8,4 +9,5 @@ from .style import GramLoss, StyleLoss, gram_loss, style_loss
 
 __all__ = ["GramLoss", "LPIPS", "MMDPlusPlus", "NCCLoss", "PatchMMDLoss", "PerceptualLoss", "SCNNLoss", "StyleLoss",
            "TVLoss",
-           "gram_loss", "lpips_loss", "ncc_loss", "patch_mmd_loss", "scnn_loss", "style_loss", "total_variation"]
+           "gram_loss", "lpips_loss", "ncc_loss", "patch_mmd_loss", "scnn_loss", "style_loss", "total_variation",
+           "GANLoss", "gan_loss", "gradient_penalty"]

@@ -1,7 +1,9 @@
 """Networks: the fixed feature extractors of :mod:`perceptual_ext.features`, re-exported here
 beside the trainable image transformation networks."""
 from ..features import SCNN, AlexNetFeatures, SqueezeNet11Features, VGG16Features
+from .gan import GAN_MODELS, PatchDiscriminator, ResnetGenerator, UNetGenerator, build_gan_model
 from .transform import MODELS, SRCNN, StyleTransformNet, SuperResolutionNet, build_model
 
 __all__ = ["AlexNetFeatures", "MODELS", "SCNN", "SRCNN", "SqueezeNet11Features", "StyleTransformNet",
-           "SuperResolutionNet", "VGG16Features", "build_model"]
+           "SuperResolutionNet", "VGG16Features", "build_model",
+           "GAN_MODELS", "PatchDiscriminator", "ResnetGenerator", "UNetGenerator", "build_gan_model"]
