@@ -74,7 +74,8 @@ def trace_sqrt_product(sigma1: ArrayLike, sigma2: ArrayLike) -> float:
     Cholesky of one matrix (``Σ1``, or ``Σ2`` if ``Σ1`` is singular), then ``eigvalsh`` of
     ``Lᵀ Σ L`` (upper triangle). If both are singular, ``Σ1``'s factor comes from ``eigh`` with its
     numerically zero eigenvalues (below ``d · eps · λ_max``) dropped, which is exact for
-    rank-deficient covariances. Negative rounding-level eigenvalues are clipped to zero.
+    rank-deficient covariances. Eigenvalues of ``Lᵀ Σ L`` below the same threshold (rounding noise
+    of exact zeros) count as zero.
     """
     s1 = _as_float64(sigma1, "sigma1", 2)
     s2 = _as_float64(sigma2, "sigma2", 2, device=s1.device)
@@ -97,15 +98,21 @@ def _trace_sqrt(s1: Tensor, s2: Tensor) -> Tensor:
     for a, b in ((s1, s2), (s2, s1)):
         lower, info = torch.linalg.cholesky_ex(a)
         if int(info) == 0:
-            eig = torch.linalg.eigvalsh(_congruence(lower, b), UPLO="U")
-            return eig.clamp_min(0).sqrt().sum()
+            return _sum_sqrt(torch.linalg.eigvalsh(_congruence(lower, b), UPLO="U"))
     w, v = torch.linalg.eigh(s1)
     keep = w > w.max().clamp_min(0) * s1.shape[0] * torch.finfo(s1.dtype).eps
     if not bool(keep.any()):
         return s1.new_zeros(())
     factor = v[:, keep] * w[keep].sqrt()
-    eig = torch.linalg.eigvalsh(factor.mT @ s2 @ factor)
-    return eig.clamp_min(0).sqrt().sum()
+    return _sum_sqrt(torch.linalg.eigvalsh(factor.mT @ s2 @ factor))
+
+
+def _sum_sqrt(eig: Tensor) -> Tensor:
+    """Σ √λ over the eigenvalues above the numerical-rank threshold ``d · eps · λ_max``: the zero
+    eigenvalues of a singular product come out of ``eigvalsh`` as ±rounding noise, whose square
+    roots (√eps ≈ 1.5e-8 of the scale each) would otherwise add up."""
+    tol = eig.shape[0] * torch.finfo(eig.dtype).eps * eig.max().clamp_min(0)
+    return torch.where(eig > tol, eig, torch.zeros_like(eig)).sqrt().sum()
 
 
 def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
@@ -372,7 +379,7 @@ def _read_rgb(path: str) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))  # pytorch-fid: Image.open(path).convert("RGB")
+        return np.array(img.convert("RGB"))  # pytorch-fid: Image.open(path).convert("RGB")
 
 
 class _ImageFiles(torch.utils.data.Dataset):
@@ -393,7 +400,7 @@ class _ImageFiles(torch.utils.data.Dataset):
             array = _read_rgb(path)
         except Exception as exc:  # Pillow raises many kinds for corrupt data
             return None, f"{path}: {type(exc).__name__}: {exc}"
-        image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].float().div_(255.0)
+        image = torch.from_numpy(array).permute(2, 0, 1)[None].float().div_(255.0)
         return resize_for_inception(image, self.resize)[0], None
 
 
