@@ -72,6 +72,15 @@ CASES = [
     (["gim", "sample:astronaut", "--losses", "mse,bogus", "--out-dir", "{out}"], "--losses must be"),
     (["gim", "sample:astronaut", "--shift", "-1", "--out-dir", "{out}"], "--shift must be >= 0"),
     (["gim", "sample:astronaut", "--num-crops", "0", "--out-dir", "{out}"], "--num-crops must be >= 1"),
+    (["fid", "{missing}", "{dir}", "--inception-weights", "{image}"], "no such file or folder"),
+    (["fid", "{dir}", "{dir}"], "--inception-weights FILE is required"),
+    (["fid", "{dir}", "{dir}", "--inception-weights", "{missing}"], "--inception-weights: no such file"),
+    (["fid", "{dir}", "{dir}", "--inception-weights", "{not_ckpt}"], "not pytorch-fid's FID Inception"),
+    (["fid", "{dir}"], "B is required unless --save-stats"),
+    (["fid", "{dir}", "{image}"], "neither a folder of images nor a .npz"),
+    (["fid", "{dir}", "{dir}", "--save-stats", "{out}.txt"], "must end with .npz"),
+    (["fid", "{dir}", "{dir}", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["fid", "{dir}", "{dir}", "--device", "bogus", "--inception-weights", "{not_ckpt}"], "--device must be"),
 ]
 
 

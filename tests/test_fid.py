@@ -374,3 +374,45 @@ def test_fid_bad_input(net, folders, tmp_path):
         fid(42, str(folders / "b"), weights=net, progress=False)
     with pytest.raises(ValueError, match="resize must be one of"):
         fid(str(folders / "b"), str(folders / "b"), weights=net, resize="nearest")
+
+
+# --- CLI -------------------------------------------------------------------------------------------
+
+def test_cli_fid_end_to_end(weights_file, folders, tmp_path, capsys):
+    import json
+
+    from perceptual_ext.cli import main
+
+    a, b = str(folders / "a"), str(folders / "b")
+    stats_a, stats_b = str(tmp_path / "a.npz"), str(tmp_path / "b.npz")
+    code = main(["fid", a, b, "--inception-weights", weights_file, "--batch-size", "2", "--kid", "--json",
+                 "--save-stats", stats_a, stats_b, "--no-progress", "--device", "cpu"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    result = json.loads(out.out)
+    assert (result["n_A"], result["skipped_A"], result["n_B"], result["skipped_B"]) == (2, 1, 2, 0)
+    assert "skipped 1 unreadable image(s) in A" in out.err
+    assert result["fid"] == pytest.approx(fid(stats_a, stats_b), rel=1e-12) and result["fid"] > 0
+    assert result["kid_subset_size"] == 2 and np.isfinite(result["kid"])
+    # The saved statistics are pytorch-fid's format and give the same FID on their own.
+    assert main(["fid", stats_a, stats_b]) == 0
+    assert capsys.readouterr().out.strip() == f"FID: {result['fid']:.6f}"
+    # Nothing is overwritten without --overwrite; --kid needs features, not statistics.
+    assert main(["fid", stats_a, stats_b, "--save-stats", stats_a]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["fid", stats_a, stats_b, "--kid"]) == 2
+    assert "--kid needs image folders" in capsys.readouterr().err
+
+
+def test_cli_fid_folder_errors(weights_file, folders, tmp_path, capsys):
+    from perceptual_ext.cli import main
+
+    assert main(["fid", str(folders / "empty"), str(folders / "b"), "--inception-weights", weights_file]) == 2
+    assert "no image files in folder" in capsys.readouterr().err
+    one = tmp_path / "one"
+    one.mkdir()
+    save_image(sample_image("coffee", size=76), str(one / "x.png"))
+    (one / "y.png").write_bytes(b"broken")
+    assert main(["fid", str(one), str(folders / "b"), "--inception-weights", weights_file, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "FID needs at least 2 readable images" in err and "Traceback" not in err

@@ -436,18 +436,6 @@ def _resolve_files(source) -> List[str]:
                     f"{type(source).__name__}")
 
 
-def _resolve_device(device) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device: not a torch device: {device!r}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device} requested but CUDA is not available")
-    return device
-
-
 def _inception(weights, resize, device: torch.device):
     from ..features.inception import FIDInceptionV3
 
@@ -481,7 +469,7 @@ def compute_features(images, model, batch_size: int = 50, device=None, num_worke
 
     _checks.positive_int(batch_size, "batch_size")
     _checks.positive_int(num_workers, "num_workers", minimum=0)
-    device = _resolve_device(device)
+    device = _checks.device(device)
     model = model.to(device).eval()
     out, skipped = [], []
     if isinstance(images, Tensor):
@@ -558,7 +546,7 @@ def fid(real, fake, weights=None, batch_size: int = 50, device=None, resize: Opt
         >>> fid("real/", "fake/", weights="pt_inception-2015-12-05-6726825d.pth")  # doctest: +SKIP
     """
     _checks.choice(resize, "resize", ("bilinear", "clean"))
-    device = _resolve_device(device)
+    device = _checks.device(device)
     cache = {}
 
     def model():
