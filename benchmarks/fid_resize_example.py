@@ -54,7 +54,8 @@ def main() -> None:
         for resize in ("bilinear", "clean"):
             net = FIDInceptionV3(weights, resize=resize)
             for name in ("a", "b"):
-                feats, _ = compute_features(os.path.join(tmp, name), net, batch_size=5, device="cpu", desc=f"{name} {resize}")
+                feats, _ = compute_features(os.path.join(tmp, name), net, batch_size=5, device="cpu",
+                                            desc=f"{name} {resize}")
                 stats[name, resize] = FeatureStatistics().update(feats.double())
     result = {
         "weights": "random (pytorch-fid layout)" if args.random_weights else os.path.basename(weights),

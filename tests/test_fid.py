@@ -2,7 +2,6 @@
 (singular covariances included), kid vs the direct formula, FIDInceptionV3 on a random state dict in
 pytorch-fid's key format, folder / file list / tensor / .npz inputs, bad input."""
 import os
-import warnings
 
 import numpy as np
 import pytest
@@ -346,7 +345,7 @@ def folders(tmp_path_factory):
 def test_fid_folder_npz_tensor_round_trip(net, folders, tmp_path):
     from perceptual_ext.data import load_image
 
-    a, b = str(folders / "a"), str(folders / "b")
+    a = str(folders / "a")
     with pytest.warns(UserWarning, match="skipped 1 unreadable image file"):
         feats_a, skipped = compute_features(a, net, batch_size=3, progress=False)
     assert feats_a.shape == (2, 2048) and len(skipped) == 1 and "zz_broken.png" in skipped[0]

@@ -235,7 +235,8 @@ class FIDInceptionV3(nn.Module):
         torch.Size([4, 2048])
     """
 
-    def __init__(self, weights: Union[str, os.PathLike, Mapping, None] = None, resize: Optional[str] = "bilinear") -> None:
+    def __init__(self, weights: Union[str, os.PathLike, Mapping, None] = None,
+                 resize: Optional[str] = "bilinear") -> None:
         super().__init__()
         self.resize = _checks.choice(resize, "resize", RESIZE_MODES)
         self.Conv2d_1a_3x3 = _Conv(3, 32, 3, stride=2)

@@ -514,7 +514,8 @@ def statistics_of(source, model, batch_size: int = 50, device=None, num_workers:
     features, _ = compute_features(source, model, batch_size=batch_size, device=device, num_workers=num_workers,
                                    progress=progress, desc=desc)
     if features.shape[0] < 2:
-        raise ValueError(f"FID needs at least 2 images per set, got {features.shape[0]} readable from {desc or 'input'}")
+        raise ValueError(f"FID needs at least 2 images per set, got {features.shape[0]} readable from "
+                         f"{desc or 'input'}")
     return FeatureStatistics().update(features.double())
 
 
