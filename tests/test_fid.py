@@ -373,6 +373,9 @@ def test_fid_bad_input(net, folders, tmp_path):
         fid(42, str(folders / "b"), weights=net, progress=False)
     with pytest.raises(ValueError, match="resize must be one of"):
         fid(str(folders / "b"), str(folders / "b"), weights=net, resize="nearest")
+    save_image(torch.rand(3, 80, 90), str(tmp_path / "odd.png"))
+    with pytest.raises(ValueError, match="cannot be batched without resizing"):
+        compute_features([str(folders / "b" / "rocket.png"), str(tmp_path / "odd.png")], net, progress=False)
 
 
 # --- CLI -------------------------------------------------------------------------------------------

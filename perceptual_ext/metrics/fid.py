@@ -407,6 +407,9 @@ class _ImageFiles(torch.utils.data.Dataset):
 def _collate(items):
     images = [im for im, _ in items if im is not None]
     skipped = [reason for im, reason in items if im is None]
+    if len({tuple(im.shape) for im in images}) > 1:
+        raise ValueError(f"images of different sizes {sorted({tuple(im.shape[1:]) for im in images})} cannot be "
+                         "batched without resizing (the model has resize=None)")
     return (torch.stack(images) if images else None), skipped
 
 
