@@ -10,10 +10,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from . import feedforward, fid, match, optimize
+from . import feedforward, fid, lpips, match, optimize
 from ._common import UserError
 
-GROUPS = (match, feedforward, optimize, fid)
+GROUPS = (match, feedforward, optimize, lpips, fid)
 
 
 def build_parser() -> argparse.ArgumentParser:
