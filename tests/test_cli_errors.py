@@ -94,6 +94,15 @@ CASES = [
     (["bapps", "{dir}", "--distance", "lpips,bogus"], "unknown distance 'bogus'"),
     (["bapps", "{dir}", "--batch-size", "0"], "--batch-size must be >= 1"),
     (["bapps", "{dir}"], "holds neither 2afc/val nor jnd/val"),
+    (["fid", "{missing}", "{dir}", "--inception-weights", "{image}"], "no such file or folder"),
+    (["fid", "{dir}", "{dir}"], "--inception-weights FILE is required"),
+    (["fid", "{dir}", "{dir}", "--inception-weights", "{missing}"], "--inception-weights: no such file"),
+    (["fid", "{dir}", "{dir}", "--inception-weights", "{not_ckpt}"], "not pytorch-fid's FID Inception"),
+    (["fid", "{dir}"], "B is required unless --save-stats"),
+    (["fid", "{dir}", "{image}"], "neither a folder of images nor a .npz"),
+    (["fid", "{dir}", "{dir}", "--save-stats", "{out}.txt"], "must end with .npz"),
+    (["fid", "{dir}", "{dir}", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["fid", "{dir}", "{dir}", "--device", "bogus", "--inception-weights", "{not_ckpt}"], "--device must be"),
 ]
 
 

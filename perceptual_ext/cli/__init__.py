@@ -10,10 +10,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from . import feedforward, gan, lpips, match, optimize
+from . import feedforward, fid, gan, lpips, match, optimize
 from ._common import UserError
 
-GROUPS = (match, feedforward, optimize, lpips, gan)
+GROUPS = (match, feedforward, optimize, lpips, fid, gan)
 
 
 def build_parser() -> argparse.ArgumentParser:
