@@ -28,4 +28,13 @@ TORCH_LIBRARY(perceptual_ext, m) {
   m.def("match_template(Tensor image, Tensor templ, str method) -> Tensor");
   // grad [N, K, H-h+1, W-w+1] -> (grad_image, grad_templ)
   m.def("match_template_backward(Tensor grad, Tensor image, Tensor templ, str method) -> (Tensor, Tensor)");
+
+  // Colorization cross-entropy with soft-encoded targets: logits [N, Q, H, W], ab [N, 2, H, W],
+  // bins [Q, 2] on a square grid, weights [Q] (or [0]: no rebalancing) -> (loss [N, H, W],
+  // log-sum-exp of the logits [N, H, W], kept for the backward pass)
+  m.def("soft_encoded_cross_entropy(Tensor logits, Tensor ab, Tensor bins, Tensor weights, int neighbors, "
+        "float sigma) -> (Tensor, Tensor)");
+  // grad [N, H, W] -> d logits [N, Q, H, W]
+  m.def("soft_encoded_cross_entropy_backward(Tensor grad, Tensor logits, Tensor ab, Tensor bins, Tensor weights, "
+        "Tensor lse, int neighbors, float sigma) -> Tensor");
 }

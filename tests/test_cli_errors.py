@@ -72,6 +72,16 @@ CASES = [
     (["gim", "sample:astronaut", "--losses", "mse,bogus", "--out-dir", "{out}"], "--losses must be"),
     (["gim", "sample:astronaut", "--shift", "-1", "--out-dir", "{out}"], "--shift must be >= 0"),
     (["gim", "sample:astronaut", "--num-crops", "0", "--out-dir", "{out}"], "--num-crops must be >= 1"),
+    (["train-colorize", "--images", "{missing}", "--out-dir", "{out}"], "image folder not found"),
+    (["train-colorize", "--images", "{dir}", "--steps", "0", "--out-dir", "{out}"], "--steps must be >= 1"),
+    (["train-colorize", "--images", "{dir}", "--rebalance", "2", "--out-dir", "{out}"], "rebalance must be"),
+    (["train-colorize", "--images", "{dir}", "--neighbors", "40", "--out-dir", "{out}"], "neighbors must be"),
+    (["colorize", "--model", "{missing}", "{image}", "--out", "{out}.png"], "checkpoint not found"),
+    (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.png"], "not a colorization one"),
+    (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.png", "--temperature", "-1"],
+     "--temperature must be"),
+    (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.jpgx"], "unknown image format"),
+    (["colorize", "--model", "{no_weights}", "{missing}", "--out", "{out}.png"], "input not found"),
 ]
 
 

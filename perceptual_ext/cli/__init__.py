@@ -10,10 +10,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from . import feedforward, match, optimize
+from . import colorize, feedforward, match, optimize
 from ._common import UserError
 
-GROUPS = (match, feedforward, optimize)
+GROUPS = (match, feedforward, optimize, colorize)
 
 
 def build_parser() -> argparse.ArgumentParser:
