@@ -35,6 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--widths", type=int, nargs=3, default=(16, 32, 64))
+    p.add_argument("--dilated", type=int, default=1)
     p.add_argument("--size", type=int, default=128, help="side of the pictures' centre squares")
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "colorization.png"))
     p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "colorization_demo.json"))
@@ -43,11 +45,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    start = time.time()
-    with tempfile.TemporaryDirectory() as run:
-        result = train_colorization(None, samples=TRAIN_SAMPLES, out_dir=run, steps=args.steps,
+    with tempfile.TemporaryDirectory() as tmp:
+        # The samples as PNG files: decoding those per crop is far cheaper than scikit-image's loader.
+        images = os.path.join(tmp, "images")
+        for name in TRAIN_SAMPLES:
+            save_image(sample_image(name, channels=3), os.path.join(images, f"{name}.png"))
+        start = time.time()
+        result = train_colorization(images, out_dir=os.path.join(tmp, "run"), steps=args.steps,
                                     batch_size=args.batch_size, image_size=args.image_size, lr=args.lr,
-                                    sample_every=0, checkpoint_every=0, device="cpu", seed=0)
+                                    widths=tuple(args.widths), dilated=args.dilated, sample_every=0,
+                                    checkpoint_every=0, device="cpu", seed=0)
         train_seconds = time.time() - start
         model, _ = load_colorization_net(result["checkpoint"])
     rows = []

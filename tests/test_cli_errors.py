@@ -77,7 +77,7 @@ CASES = [
     (["train-colorize", "--images", "{dir}", "--rebalance", "2", "--out-dir", "{out}"], "rebalance must be"),
     (["train-colorize", "--images", "{dir}", "--neighbors", "40", "--out-dir", "{out}"], "neighbors must be"),
     (["colorize", "--model", "{missing}", "{image}", "--out", "{out}.png"], "checkpoint not found"),
-    (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.png"], "not a colorization one"),
+    (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.png"], "no 'state_dict' entry"),
     (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.png", "--temperature", "-1"],
      "--temperature must be"),
     (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.jpgx"], "unknown image format"),
