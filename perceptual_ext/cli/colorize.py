@@ -28,13 +28,15 @@ def _add_train_colorize(sub) -> None:
     p.add_argument("--widths", type=int, nargs=3, default=(32, 64, 128), metavar=("W1", "W2", "W3"),
                    help="channels of the 1/2, 1/4 and dilated stages (default 32 64 128)")
     p.add_argument("--dilated", type=int, default=2, help="dilated blocks (default %(default)s)")
-    p.add_argument("--norm", choices=("batch", "none"), default="batch", help="BatchNorm after each block (default)")
+    p.add_argument("--norm", choices=("batch", "none"), default="batch",
+                   help="batch: BatchNorm after each block (default, the paper's); none")
     p.add_argument("--no-rebalance", action="store_true", help="no class rebalancing (v = 1)")
     p.add_argument("--rebalance", type=float, default=0.5, help="lambda, uniform share of the prior (default 0.5)")
     p.add_argument("--neighbors", type=int, default=5,
                    help="bins per soft-encoded target (paper 5; the authors' code 10; default %(default)s)")
     p.add_argument("--sigma", type=float, default=5.0, help="soft-encoding Gaussian sigma (default %(default)s)")
-    p.add_argument("--out-dir", default="runs/colorize", help="checkpoint.pt and samples/ go here (default %(default)s)")
+    p.add_argument("--out-dir", default="runs/colorize",
+                   help="checkpoint.pt and samples/ go here (default %(default)s)")
     p.add_argument("--resume", metavar="CKPT", help="continue a run from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/checkpoint.pt")
     p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images (default %(default)s)")
@@ -57,8 +59,9 @@ def _run_train_colorize(args) -> int:
         result = train_colorization(
             args.images, out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size,
             image_size=args.image_size, lr=args.lr, optimizer=args.optimizer, widths=tuple(args.widths),
-            dilated=args.dilated, norm=args.norm, prior=None if args.no_rebalance else "estimate", rebalance=args.rebalance,
-            neighbors=args.neighbors, sigma=args.sigma, seed=args.seed, device=dev, num_workers=args.workers,
+            dilated=args.dilated, norm=args.norm, prior=None if args.no_rebalance else "estimate",
+            rebalance=args.rebalance, neighbors=args.neighbors, sigma=args.sigma, seed=args.seed, device=dev,
+            num_workers=args.workers,
             sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, resume=args.resume,
             overwrite=args.overwrite)
     if result["checkpoint"]:

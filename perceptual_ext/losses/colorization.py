@@ -374,7 +374,8 @@ def annealed_mean(logits: Tensor, temperature: float = 0.38, bins: Optional[Tens
     bins = _bins_like(logits, bins)
     if logits.shape[1] != bins.shape[0]:
         raise ValueError(f"logits must have {bins.shape[0]} channels (one per bin), got {logits.shape[1]}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature < float("inf"):
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+            or not 0 <= temperature < float("inf")):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if temperature == 0:
         return bins[logits.argmax(1)].permute(0, 3, 1, 2).contiguous()
