@@ -194,3 +194,19 @@ def test_kernel_errors_name_argument():
     with pytest.raises(RuntimeError, match=r"ab must be \[N, 2, H, W\]"):
         torch.ops.perceptual_ext.soft_encoded_cross_entropy(torch.randn(1, 313, 2, 2), torch.randn(1, 2, 3, 2),
                                                             ab_bins(), torch.empty(0), 5, 5.0)
+
+
+def test_torch_compile(device):
+    bins = ab_bins(device=device)
+    weights = random_weights(device, torch.float32)
+
+    @torch.compile(backend="aot_eager", fullgraph=True)
+    def loss_of(x, ab):
+        return soft_encoded_cross_entropy(x, ab, bins, weights).mean()
+
+    x = torch.randn(2, 313, 4, 5, device=device, requires_grad=True)
+    ab = random_ab(2, 4, 5, device, torch.float32)
+    loss_of(x, ab).backward()
+    eager_x = x.detach().clone().requires_grad_(True)
+    soft_encoded_cross_entropy(eager_x, ab, bins, weights).mean().backward()
+    torch.testing.assert_close(x.grad, eager_x.grad)
