@@ -59,9 +59,15 @@ def test_lab_differentiable_and_dtypes(device):
     lab = rgb_to_lab(x.detach()).requires_grad_(True)
     assert torch.autograd.gradcheck(lab_to_rgb, (lab,))
     # Black and exact knees give finite gradients.
-    edge = torch.zeros(1, 3, 1, 2, dtype=torch.float64, device=device, requires_grad=True)
+    edge = torch.tensor([0.0, 0.04045, 1.0], dtype=torch.float64, device=device).view(1, 3, 1, 1).repeat(1, 1, 1, 3)
+    edge[0, :, 0, 1] = 0.0  # black
+    edge[0, :, 0, 2] = 1.0  # white
+    edge.requires_grad_(True)
     rgb_to_lab(edge).sum().backward()
     assert torch.isfinite(edge.grad).all()
+    lab_edge = rgb_to_lab(edge.detach()).requires_grad_(True)
+    lab_to_rgb(lab_edge).sum().backward()
+    assert torch.isfinite(lab_edge.grad).all()
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         out = rgb_to_lab(x.detach().to(dtype))
         assert out.dtype == dtype
