@@ -8,6 +8,7 @@ from perceptual_ext.ops import (
     match_template,
     rff_patch_features,
     scnn_features,
+    soft_encoded_cross_entropy,
 )
 
 
@@ -23,6 +24,17 @@ def _scnn(x):
                          torch.zeros(1, 4, **kw), window=4, stride=4)
 
 
+def _sece(x):
+    """soft_encoded_cross_entropy with 313 logits made from x (differentiable in x) and a fixed ab target."""
+    from perceptual_ext.losses import ab_bins
+
+    scale = torch.linspace(-2, 2, 313, device=x.device).to(x.dtype).view(1, 313, 1, 1)
+    logits = x.sum(1, keepdim=True) * scale
+    n, _, h, w = x.shape
+    ab = torch.stack(torch.meshgrid(torch.linspace(-60, 70, h), torch.linspace(-80, 60, w), indexing="ij"))
+    return soft_encoded_cross_entropy(logits, ab.expand(n, 2, h, w).to(x.device), ab_bins(device=x.device))
+
+
 def _templ(x):
     return x[..., 2:6, 1:5].detach().clone().requires_grad_(True)
 
@@ -32,6 +44,7 @@ OPS_WITHOUT_DOUBLE_BACKWARD = {
     "match_template_masked": lambda x: match_template(x, _templ(x), "ncc", mask=torch.ones(4, 4, device=x.device)),
     "rff_patch_features": _rff,
     "scnn_features": _scnn,
+    "soft_encoded_cross_entropy": _sece,
 }
 
 
@@ -63,6 +76,7 @@ HALF_OPS = {
     "scnn_features": lambda x: scnn_features(x, torch.randn(4, 2, 3, 3).to(x), torch.zeros(4).to(x),
                                              torch.randn(1, 4, 4).to(x) / 2, torch.zeros(1, 4).to(x), 4, 4),
     "find_peaks": lambda x: find_peaks(x.sum(1), k=2)[1],
+    "soft_encoded_cross_entropy": _sece,
 }
 
 
