@@ -41,6 +41,14 @@ def formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
+def add_command(sub, name: str, run, *, help: str, description: str, examples: Iterable[str]):
+    """A subcommand ``name`` that runs ``run(args)``; its help ends with the given example lines."""
+    p = sub.add_parser(name, help=help, description=description, formatter_class=formatter,
+                       epilog="examples:\n" + "\n".join("  " + line for line in examples))
+    p.set_defaults(func=run)
+    return p
+
+
 def positive(value: int, flag: str, minimum: int = 1) -> int:
     if value is not None and value < minimum:
         raise UserError(f"{flag} must be >= {minimum}, got {value}")

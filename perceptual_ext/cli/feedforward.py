@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ._common import (UserError, add_device_option, check_outputs, device, existing_dir, formatter, positive,
+from ._common import (UserError, add_command, add_device_option, check_outputs, device, existing_dir, positive,
                       user_errors)
 from .optimize import add_stylize_optimize_options, run_stylize_optimize
 
@@ -31,7 +31,8 @@ def _add_training_options(p, *, steps: int, batch_size: int, image_size: int, ou
 def _training_kwargs(args) -> dict:
     """The keyword arguments of train_style / train_sr from _add_training_options' flags (and --norm)."""
     return dict(out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
-                lr=args.lr, optimizer=args.optimizer, vgg_weights=args.vgg_weights, norm=args.norm, upsample=args.upsample, seed=args.seed,
+                lr=args.lr, optimizer=args.optimizer, vgg_weights=args.vgg_weights, norm=args.norm,
+                upsample=args.upsample, seed=args.seed,
                 device=args.device, num_workers=args.workers, sample_every=args.sample_every,
                 checkpoint_every=args.checkpoint_every, resume=args.resume, overwrite=args.overwrite)
 
@@ -55,15 +56,14 @@ def _report_training(fn, *args, **kwargs) -> int:
 def _add_train_style(sub) -> None:
     from ..losses.factory import LOSSES
 
-    p = sub.add_parser(
-        "train-style", help="train a fast style-transfer network (Johnson et al.)", formatter_class=formatter,
+    p = add_command(
+        sub, "train-style", _run_train_style, help="train a fast style-transfer network (Johnson et al.)",
         description="Train a StyleTransformNet for one style image on random crops of content images.\n"
                     "Losses: " + ", ".join(LOSSES) + ". Runs under torchrun for DDP.",
-        epilog="examples:\n"
-               "  perceptual-ext train-style starry.jpg --content coco/ --vgg-weights vgg16.pth --steps 40000\n"
-               "  perceptual-ext train-style brick --steps 200 --image-size 128   # sample images, offline\n"
-               "  torchrun --nproc_per_node=2 -m perceptual_ext.cli train-style style.png --content imgs/\n"
-               "  perceptual-ext train-style style.png --resume runs/style/checkpoint.pt --steps 4000")
+        examples=["perceptual-ext train-style starry.jpg --content coco/ --vgg-weights vgg16.pth --steps 40000",
+                  "perceptual-ext train-style brick --steps 200 --image-size 128   # sample images, offline",
+                  "torchrun --nproc_per_node=2 -m perceptual_ext.cli train-style style.png --content imgs/",
+                  "perceptual-ext train-style style.png --resume runs/style/checkpoint.pt --steps 4000"])
     p.add_argument("style", help="style image file, or a scikit-image sample name (e.g. brick)")
     p.add_argument("--content", metavar="DIR", help="folder of content images (default: scikit-image samples)")
     p.add_argument("--style-loss", choices=tuple(LOSSES), default="gram", help="default %(default)s")
@@ -73,14 +73,14 @@ def _add_train_style(sub) -> None:
     p.add_argument("--tv-weight", type=float, default=0.0, help="total variation weight (default 0: off)")
     p.add_argument("--norm", choices=("instance", "batch", "none"), default="instance", help="default %(default)s")
     _add_training_options(p, steps=2000, batch_size=4, image_size=256, out_dir="runs/style")
-    p.set_defaults(func=_run_train_style)
 
 
 def _run_train_style(args) -> int:
     from ..train import train_style
 
     existing_dir(args.content, "content")
-    return _report_training(train_style, args.style, args.content, style_loss=args.style_loss, content_loss=args.content_loss,
+    return _report_training(
+        train_style, args.style, args.content, style_loss=args.style_loss, content_loss=args.content_loss,
         style_weight=args.style_weight, content_weight=args.content_weight, tv_weight=args.tv_weight,
         **_training_kwargs(args))
 
@@ -88,16 +88,15 @@ def _run_train_style(args) -> int:
 def _add_train_sr(sub) -> None:
     from ..losses.factory import LOSSES
 
-    p = sub.add_parser(
-        "train-sr", help="train a x4/x8 super-resolution network", formatter_class=formatter,
+    p = add_command(
+        sub, "train-sr", _run_train_sr, help="train a x4/x8 super-resolution network",
         description="Train a SuperResolutionNet (or SRCNN) on HR crops and their bicubic downsampling.\n"
                     "Losses: " + ", ".join(f"{k} ({v})" for k, v in LOSSES.items()) + ".",
-        epilog="examples:\n"
-               "  perceptual-ext train-sr --images photos/ --scale 4 --loss mse --steps 10000\n"
-               "  perceptual-ext train-sr --scale 4 --loss mmd --steps 300 --image-size 64   # offline samples\n"
-               "  perceptual-ext train-sr --residual --loss vgg --steps 500   # start at bicubic, learn the detail\n"
-               "  torchrun --nproc_per_node=2 -m perceptual_ext.cli train-sr --images photos/ --loss vgg\n"
-               "  perceptual-ext train-sr --resume runs/sr/checkpoint.pt --steps 20000")
+        examples=["perceptual-ext train-sr --images photos/ --scale 4 --loss mse --steps 10000",
+                  "perceptual-ext train-sr --scale 4 --loss mmd --steps 300 --image-size 64   # offline samples",
+                  "perceptual-ext train-sr --residual --loss vgg --steps 500   # start at bicubic, learn the detail",
+                  "torchrun --nproc_per_node=2 -m perceptual_ext.cli train-sr --images photos/ --loss vgg",
+                  "perceptual-ext train-sr --resume runs/sr/checkpoint.pt --steps 20000"])
     p.add_argument("--images", metavar="DIR", help="folder of training images (default: scikit-image samples)")
     p.add_argument("--scale", type=int, choices=(4, 8), default=4, help="default %(default)s")
     p.add_argument("--loss", choices=tuple(LOSSES), default="mse", help="default %(default)s")
@@ -107,7 +106,6 @@ def _add_train_sr(sub) -> None:
                    help="johnson net: output bicubic upsampling + a learned correction, starting exactly at "
                         "bicubic (global residual learning, VDSR/EDSR-style; default: the paper's plain net)")
     _add_training_options(p, steps=1000, batch_size=8, image_size=96, out_dir="runs/sr")
-    p.set_defaults(func=_run_train_sr)
 
 
 def _run_train_sr(args) -> int:
@@ -162,27 +160,26 @@ def _add_inference_options(p) -> None:
 
 
 def _add_stylize(sub) -> None:
-    p = sub.add_parser(
-        "stylize", help="stylize images with a trained network (--model) or by optimization (--optimize)",
-        formatter_class=formatter,
+    p = add_command(
+        sub, "stylize", _run_stylize,
+        help="stylize images with a trained network (--model) or by optimization (--optimize)",
         description="Stylize an image, or every image of a folder (batched, with a progress bar), with a\n"
                     "network trained by `train-style` (--model CKPT IMAGE_OR_DIR); or optimize the pixels of\n"
                     "CONTENT against Johnson et al.'s objective (--optimize CONTENT STYLE): content_weight *\n"
                     "l_feat(relu2_2) + style_weight * l_style(relu1_2, relu2_2, relu3_3, relu4_3) + tv_weight * TV\n"
                     "over VGG16 (random unless --vgg-weights). CONTENT/STYLE may be sample:NAME.",
-        epilog="examples:\n"
-               "  perceptual-ext stylize --model runs/style/checkpoint.pt photo.jpg --out photo_styled.png\n"
-               "  perceptual-ext stylize --model runs/style/checkpoint.pt photos/ --out styled/ --batch-size 8\n"
-               "  perceptual-ext stylize --optimize sample:chelsea sample:gravel --size 256 --out cat.png\n"
-               "  perceptual-ext stylize --optimize photo.jpg painting.jpg --vgg-weights vgg16.pth \\\n"
-               "      --style-weight 10 --steps 300 --out stylized.png")
+        examples=["perceptual-ext stylize --model runs/style/checkpoint.pt photo.jpg --out photo_styled.png",
+                  "perceptual-ext stylize --model runs/style/checkpoint.pt photos/ --out styled/ --batch-size 8",
+                  "perceptual-ext stylize --optimize sample:chelsea sample:gravel --size 256 --out cat.png",
+                  "perceptual-ext stylize --optimize photo.jpg painting.jpg --vgg-weights vgg16.pth \\",
+                  "    --style-weight 10 --steps 300 --out stylized.png"])
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--model", metavar="CKPT", help="a train-style checkpoint")
     mode.add_argument("--optimize", action="store_true", help="optimize the pixels of CONTENT towards STYLE")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="IMAGE_OR_DIR with --model; CONTENT STYLE with --optimize")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="IMAGE_OR_DIR with --model; CONTENT STYLE with --optimize")
     _add_inference_options(p)
     add_stylize_optimize_options(p.add_argument_group("with --optimize"))
-    p.set_defaults(func=_run_stylize)
 
 
 def _run_stylize(args) -> int:
@@ -195,17 +192,15 @@ def _run_stylize(args) -> int:
 
 
 def _add_superres(sub) -> None:
-    p = sub.add_parser(
-        "superres", help="upscale images x4/x8 with a trained network", formatter_class=formatter,
+    p = add_command(
+        sub, "superres", _run_superres, help="upscale images x4/x8 with a trained network",
         description="Upscale an image, or every image of a folder (batched, with a progress bar), with a\n"
                     "network trained by `train-sr`.",
-        epilog="examples:\n"
-               "  perceptual-ext superres --model runs/sr/checkpoint.pt small.png --out big.png\n"
-               "  perceptual-ext superres --model runs/sr/checkpoint.pt thumbs/ --out upscaled/ --overwrite")
+        examples=["perceptual-ext superres --model runs/sr/checkpoint.pt small.png --out big.png",
+                  "perceptual-ext superres --model runs/sr/checkpoint.pt thumbs/ --out upscaled/ --overwrite"])
     p.add_argument("--model", metavar="CKPT", required=True, help="a train-sr checkpoint")
     p.add_argument("input", metavar="IMAGE_OR_DIR")
     _add_inference_options(p)
-    p.set_defaults(func=_run_superres)
 
 
 def _run_superres(args) -> int:
@@ -213,20 +208,18 @@ def _run_superres(args) -> int:
 
 
 def _add_eval_sr(sub) -> None:
-    p = sub.add_parser(
-        "eval-sr", help="PSNR/SSIM/SWD of an SR network vs bicubic upsampling", formatter_class=formatter,
+    p = add_command(
+        sub, "eval-sr", _run_eval_sr, help="PSNR/SSIM/SWD of an SR network vs bicubic upsampling",
         description="Downsample each HR image (bicubic, antialiased), upscale it with the network and with\n"
                     "bicubic interpolation, and print PSNR, SSIM and SWD against the original.",
-        epilog="examples:\n"
-               "  perceptual-ext eval-sr --checkpoint runs/sr/checkpoint.pt --images Set5/ --json set5.json\n"
-               "  perceptual-ext eval-sr --checkpoint runs/sr/checkpoint.pt   # scikit-image samples")
+        examples=["perceptual-ext eval-sr --checkpoint runs/sr/checkpoint.pt --images Set5/ --json set5.json",
+                  "perceptual-ext eval-sr --checkpoint runs/sr/checkpoint.pt   # scikit-image samples"])
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a train-sr checkpoint")
     p.add_argument("--images", metavar="DIR", help="folder of HR images (default: scikit-image samples)")
     p.add_argument("--size", type=int, help="resize each image's centre square to SIZE first")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace an existing JSON file")
     add_device_option(p)
-    p.set_defaults(func=_run_eval_sr)
 
 
 def _run_eval_sr(args) -> int:

@@ -1,19 +1,18 @@
 """``perceptual-ext info`` and ``perceptual-ext match``: build information, template matching."""
 from __future__ import annotations
 
-import argparse
 import json
 
-from ._common import UserError, check_outputs, positive, read_image, user_errors
+from ._common import UserError, add_command, check_outputs, positive, read_image, user_errors
 
 METHODS = ("corr", "zero_mean_corr", "ssd", "ncc", "ssd_normed", "corr_normed")
 
 
 def add_info(sub) -> None:
-    p = sub.add_parser("info", help="print how the extension was built (JSON)",
-                       description="Print build information of the compiled kernels as JSON.",
-                       epilog="example:\n  perceptual-ext info", formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.set_defaults(func=run_info)
+    add_command(
+        sub, "info", run_info, help="print how the extension was built (JSON)",
+        description="Print build information of the compiled kernels as JSON.",
+        examples=["perceptual-ext info"])
 
 
 def run_info(args) -> int:
@@ -26,12 +25,11 @@ def run_info(args) -> int:
 
 
 def add_match(sub) -> None:
-    p = sub.add_parser(
-        "match", help="find a template in an image (NCC family); boxes PNG + JSON",
+    p = add_command(
+        sub, "match", run_match, help="find a template in an image (NCC family); boxes PNG + JSON",
         description="Match TEMPLATE against IMAGE (grayscale), print the best locations and scores as JSON, "
                     "and optionally write a PNG with the matches boxed.",
-        epilog="example:\n  perceptual-ext match scene.png patch.png --top-k 3 --out boxes.png",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        examples=["perceptual-ext match scene.png patch.png --top-k 3 --out boxes.png"])
     p.add_argument("image", help="image file to search in (or sample:NAME)")
     p.add_argument("template", help="image file of the template (not larger than IMAGE)")
     p.add_argument("--method", default="ncc", choices=METHODS,
@@ -41,7 +39,6 @@ def add_match(sub) -> None:
                    help="minimum distance between matches in pixels (default: half the template size)")
     p.add_argument("--out", default=None, help="write the image with boxes drawn to this PNG")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.set_defaults(func=run_match)
 
 
 def _draw_boxes(image, matches, h: int, w: int):

@@ -2,11 +2,10 @@
 Johnson et al.'s objective on pixels) and ``gim`` (the generalized-image-mean experiment)."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
-from ._common import UserError, add_device_option, check_outputs, device, positive, read_image, user_errors
+from ._common import UserError, add_command, add_device_option, check_outputs, device, positive, read_image, user_errors
 
 
 def _loss_names() -> tuple:
@@ -27,17 +26,15 @@ def _common_options(p, steps: int, lr_help: str, lr_default) -> None:
 
 
 def _add_synthesize(sub) -> None:
-    p = sub.add_parser(
-        "synthesize", help="texture synthesis by pixel optimization",
+    p = add_command(
+        sub, "synthesize", _run_synthesize, help="texture synthesis by pixel optimization",
         description="Synthesize a new texture from an example by optimizing pixels, from its mean colour plus "
                     "noise, against a loss: patch MMD (default), MMD++, S-CNN features or Gram matrices of VGG16 "
                     "features (Gatys et al.). Pooled losses (mmd, mmdpp, scnn) pool over the whole image "
                     "unless --window is given.",
-        epilog="examples:\n"
-               "  perceptual-ext synthesize sample:gravel --loss mmd --size 256 --steps 500 --out gravel.png\n"
-               "  perceptual-ext synthesize my_texture.jpg --loss gram --vgg-weights vgg16.pth --out out.png\n"
-               "  perceptual-ext synthesize sample:brick --loss scnn --size 128 --device cuda --out brick.png",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        examples=["perceptual-ext synthesize sample:gravel --loss mmd --size 256 --steps 500 --out gravel.png",
+                  "perceptual-ext synthesize my_texture.jpg --loss gram --vgg-weights vgg16.pth --out out.png",
+                  "perceptual-ext synthesize sample:brick --loss scnn --size 128 --device cuda --out brick.png"])
     p.add_argument("texture", metavar="TEXTURE", help="texture image file, or sample:NAME (scikit-image samples)")
     p.add_argument("--loss", default="mmd", choices=_loss_names(),
                    help="loss to match (default mmd, with a kernel of sigma 0.15 per pixel)")
@@ -46,7 +43,6 @@ def _add_synthesize(sub) -> None:
     p.add_argument("--optimizer", default="adam", choices=("adam", "lbfgs"))
     p.add_argument("--out", required=True, help="output PNG")
     _common_options(p, steps=500, lr_help="learning rate (default 0.02 for adam, 1.0 for lbfgs)", lr_default=None)
-    p.set_defaults(func=_run_synthesize)
 
 
 def _run_synthesize(args) -> int:
@@ -119,18 +115,16 @@ def run_stylize_optimize(args) -> int:
 
 
 def _add_gim(sub) -> None:
-    p = sub.add_parser(
-        "gim", help="the GIM experiment: optimize one image against K shifted crops per loss",
+    p = add_command(
+        sub, "gim", _run_gim, help="the GIM experiment: optimize one image against K shifted crops per loss",
         description="Generalized image mean (Amir & Weiss): K crops of IMAGE shifted by up to ±SHIFT pixels are "
                     "the targets; for each loss one image is optimized from their mean against the mean loss "
                     "to all crops. Writes gim_<loss>.png per loss, gim_mean.png, gim_crops.png, gim_grid.png "
                     "(a target crop, the mean, then each result) and gim.json with SWD (×10³, lower is more "
                     "like the crops) and PSNR to the crops.",
-        epilog="examples:\n"
-               "  perceptual-ext gim sample:astronaut --losses mse,mmd,scnn --out-dir gim_out\n"
-               "  perceptual-ext gim photo.png --losses mse,vgg,vgg_random,mmd,mmdpp --vgg-weights vgg16.pth \\\n"
-               "      --crop-size 128 --steps 500 --device cuda --out-dir gim_out",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        examples=["perceptual-ext gim sample:astronaut --losses mse,mmd,scnn --out-dir gim_out",
+                  "perceptual-ext gim photo.png --losses mse,vgg,vgg_random,mmd,mmdpp --vgg-weights vgg16.pth \\",
+                  "    --crop-size 128 --steps 500 --device cuda --out-dir gim_out"])
     p.add_argument("image", metavar="IMAGE", help="image file, or sample:NAME (scikit-image samples)")
     p.add_argument("--losses", default="mse,vgg,scnn,mmd,mmdpp",
                    help="comma-separated loss names (default mse,vgg,scnn,mmd,mmdpp; also l1, gram, vgg_random)")
@@ -142,7 +136,6 @@ def _add_gim(sub) -> None:
     p.add_argument("--swd-nhoods", type=int, default=1024,
                    help="SWD neighbourhoods drawn per image and level (default 1024; Karras et al.: 128)")
     _common_options(p, steps=300, lr_help="Adam learning rate (default 0.01)", lr_default=0.01)
-    p.set_defaults(func=_run_gim)
 
 
 GIM_FILES = ("gim_mean.png", "gim_crops.png", "gim_grid.png", "gim.json")
