@@ -32,9 +32,11 @@ TORCH_LIBRARY(perceptual_ext, m) {
   // Colorization cross-entropy with soft-encoded targets: logits [N, Q, H, W], ab [N, 2, H, W],
   // bins [Q, 2] on a square grid, weights [Q] (or [0]: no rebalancing) -> (loss [N, H, W],
   // log-sum-exp of the logits [N, H, W], kept for the backward pass)
-  m.def("soft_encoded_cross_entropy(Tensor logits, Tensor ab, Tensor bins, Tensor weights, int neighbors, "
-        "float sigma) -> (Tensor, Tensor)");
+  m.def(
+      "soft_encoded_cross_entropy(Tensor logits, Tensor ab, Tensor bins, Tensor weights, int neighbors, "
+      "float sigma) -> (Tensor, Tensor)");
   // grad [N, H, W] -> d logits [N, Q, H, W]
-  m.def("soft_encoded_cross_entropy_backward(Tensor grad, Tensor logits, Tensor ab, Tensor bins, Tensor weights, "
-        "Tensor lse, int neighbors, float sigma) -> Tensor");
+  m.def(
+      "soft_encoded_cross_entropy_backward(Tensor grad, Tensor logits, Tensor ab, Tensor bins, Tensor weights, "
+      "Tensor lse, int neighbors, float sigma) -> Tensor");
 }

@@ -166,8 +166,7 @@ struct Target {
 };
 
 template <typename T>
-PE_HOST_DEVICE void encode(const Grid& grid, const T* bins, const T* weights, T a, T b, int k, T sigma,
-                           Target<T>& t) {
+PE_HOST_DEVICE void encode(const Grid& grid, const T* bins, const T* weights, T a, T b, int k, T sigma, Target<T>& t) {
   if (!(a - a == T(0) && b - b == T(0))) {
     t.nearest.count = 0;
     t.v = T(NAN);

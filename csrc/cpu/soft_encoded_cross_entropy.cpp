@@ -55,8 +55,7 @@ void run_logsumexp(const scalar_t* x, int64_t classes, int64_t hw, int64_t len, 
   for (int64_t q = 0; q < classes; ++q) {
     const scalar_t* row = x + q * hw;
     int64_t p = 0;
-    for (; p < vec_end; p += kV)
-      (Vec::loadu(s + p) + (Vec::loadu(row + p) - Vec::loadu(m + p)).exp()).store(s + p);
+    for (; p < vec_end; p += kV) (Vec::loadu(s + p) + (Vec::loadu(row + p) - Vec::loadu(m + p)).exp()).store(s + p);
     for (; p < len; ++p) s[p] += std::exp(row[p] - m[p]);
   }
   for (int64_t p = 0; p < len; ++p) lse[p] = (m[p] - m[p] == scalar_t(0)) ? m[p] + std::log(s[p]) : m[p];
@@ -73,7 +72,8 @@ sece::Target<scalar_t> target_of(const sece::Grid& grid, const scalar_t* ab, con
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits_in, const at::Tensor& ab_in,
                                                const at::Tensor& bins_in, const at::Tensor& weights_in,
                                                int64_t neighbors, double sigma) {
-  const int64_t classes = sece::check_arguments(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
+  const int64_t classes =
+      sece::check_arguments(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
   const auto logits = logits_in.contiguous(), ab = ab_in.contiguous(), bins = bins_in.contiguous(),
              weights = weights_in.contiguous();
   const int64_t n = logits.size(0), hw = logits.size(2) * logits.size(3);
@@ -111,13 +111,14 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits_in, cons
 at::Tensor backward_cpu(const at::Tensor& grad_in, const at::Tensor& logits_in, const at::Tensor& ab_in,
                         const at::Tensor& bins_in, const at::Tensor& weights_in, const at::Tensor& lse_in,
                         int64_t neighbors, double sigma) {
-  const int64_t classes = sece::check_arguments(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
+  const int64_t classes =
+      sece::check_arguments(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
   const char* op = "soft_encoded_cross_entropy_backward";
   check_same(grad_in, logits_in, op, "grad", "logits");
   check_same(lse_in, logits_in, op, "lse", "logits");
   const auto expected = std::vector<int64_t>{logits_in.size(0), logits_in.size(2), logits_in.size(3)};
-  TORCH_CHECK(grad_in.sizes() == expected, op, ": grad must be [N, H, W] = ", at::IntArrayRef(expected),
-              ", got ", grad_in.sizes());
+  TORCH_CHECK(grad_in.sizes() == expected, op, ": grad must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
+              grad_in.sizes());
   TORCH_CHECK(lse_in.sizes() == expected, op, ": lse must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
               lse_in.sizes());
   const auto logits = logits_in.contiguous(), ab = ab_in.contiguous(), bins = bins_in.contiguous(),

@@ -22,8 +22,8 @@ namespace sece = soft_encoded_cross_entropy;
 
 template <typename scalar_t>
 __global__ void forward_kernel(const scalar_t* __restrict__ logits, const scalar_t* __restrict__ ab,
-                               const scalar_t* __restrict__ bins, const scalar_t* __restrict__ weights,
-                               sece::Grid grid, int64_t batch, int64_t classes, int64_t hw, int k, scalar_t sigma,
+                               const scalar_t* __restrict__ bins, const scalar_t* __restrict__ weights, sece::Grid grid,
+                               int64_t batch, int64_t classes, int64_t hw, int k, scalar_t sigma,
                                scalar_t* __restrict__ loss, scalar_t* __restrict__ lse) {
   PE_GRID_STRIDE_LOOP(i, batch * hw) {
     const int64_t n = i / hw, p = i % hw;
@@ -39,8 +39,8 @@ __global__ void forward_kernel(const scalar_t* __restrict__ logits, const scalar
 template <typename scalar_t>
 __global__ void backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ logits,
                                 const scalar_t* __restrict__ ab, const scalar_t* __restrict__ bins,
-                                const scalar_t* __restrict__ weights, const scalar_t* __restrict__ lse,
-                                sece::Grid grid, int64_t batch, int64_t classes, int64_t hw, int k, scalar_t sigma,
+                                const scalar_t* __restrict__ weights, const scalar_t* __restrict__ lse, sece::Grid grid,
+                                int64_t batch, int64_t classes, int64_t hw, int k, scalar_t sigma,
                                 scalar_t* __restrict__ out) {
   PE_GRID_STRIDE_LOOP(i, batch * hw) {
     const int64_t n = i / hw, p = i % hw;
@@ -48,8 +48,7 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad, const scalar_
     sece::Target<scalar_t> t;
     sece::encode(grid, bins, weights, ab[n * 2 * hw + p], ab[(n * 2 + 1) * hw + p], k, sigma, t);
     const scalar_t scale = grad[i] * t.v, m = lse[i];
-    for (int64_t q = 0; q < classes; ++q)
-      out[offset + q * hw] = sece::softmax_grad(scale, logits[offset + q * hw], m);
+    for (int64_t q = 0; q < classes; ++q) out[offset + q * hw] = sece::softmax_grad(scale, logits[offset + q * hw], m);
     for (int j = 0; j < t.nearest.count; ++j)
       out[offset + static_cast<int64_t>(t.nearest.bin[j]) * hw] -= scale * t.z[j];
   }
@@ -72,8 +71,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& logits_in, con
     forward_kernel<scalar_t><<<cuda::grid_size(n * hw), cuda::kThreads, 0, cuda::current_stream()>>>(
         logits.data_ptr<scalar_t>(), ab.data_ptr<scalar_t>(), bins.data_ptr<scalar_t>(),
         weights.numel() ? weights.data_ptr<scalar_t>() : nullptr, grid.view(), n, classes, hw,
-        static_cast<int>(neighbors), static_cast<scalar_t>(sigma), loss.data_ptr<scalar_t>(),
-        lse.data_ptr<scalar_t>());
+        static_cast<int>(neighbors), static_cast<scalar_t>(sigma), loss.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {loss, lse};
@@ -88,8 +86,8 @@ at::Tensor backward_cuda(const at::Tensor& grad_in, const at::Tensor& logits_in,
   check_same(grad_in, logits_in, op, "grad", "logits");
   check_same(lse_in, logits_in, op, "lse", "logits");
   const auto expected = std::vector<int64_t>{logits_in.size(0), logits_in.size(2), logits_in.size(3)};
-  TORCH_CHECK(grad_in.sizes() == expected, op, ": grad must be [N, H, W] = ", at::IntArrayRef(expected),
-              ", got ", grad_in.sizes());
+  TORCH_CHECK(grad_in.sizes() == expected, op, ": grad must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
+              grad_in.sizes());
   TORCH_CHECK(lse_in.sizes() == expected, op, ": lse must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
               lse_in.sizes());
   const c10::cuda::CUDAGuard guard(logits_in.device());
@@ -102,8 +100,8 @@ at::Tensor backward_cuda(const at::Tensor& grad_in, const at::Tensor& logits_in,
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "soft_encoded_cross_entropy_backward_cuda", [&] {
     backward_kernel<scalar_t><<<cuda::grid_size(n * hw), cuda::kThreads, 0, cuda::current_stream()>>>(
         grad.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), ab.data_ptr<scalar_t>(), bins.data_ptr<scalar_t>(),
-        weights.numel() ? weights.data_ptr<scalar_t>() : nullptr, lse.data_ptr<scalar_t>(), grid.view(), n, classes,
-        hw, static_cast<int>(neighbors), static_cast<scalar_t>(sigma), out.data_ptr<scalar_t>());
+        weights.numel() ? weights.data_ptr<scalar_t>() : nullptr, lse.data_ptr<scalar_t>(), grid.view(), n, classes, hw,
+        static_cast<int>(neighbors), static_cast<scalar_t>(sigma), out.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;

@@ -92,13 +92,13 @@ inline int64_t check_arguments(const at::Tensor& logits, const at::Tensor& ab, c
   check_same(logits, weights, op, "logits", "weights");
   const int64_t q = logits.size(1);
   TORCH_CHECK(q >= 1, op, ": logits must have at least one class, got shape ", logits.sizes());
-  TORCH_CHECK(ab.size(0) == logits.size(0) && ab.size(1) == 2 && ab.size(2) == logits.size(2) &&
-                  ab.size(3) == logits.size(3),
-              op, ": ab must be [N, 2, H, W] with N, H, W of logits ", logits.sizes(), ", got ", ab.sizes());
+  TORCH_CHECK(
+      ab.size(0) == logits.size(0) && ab.size(1) == 2 && ab.size(2) == logits.size(2) && ab.size(3) == logits.size(3),
+      op, ": ab must be [N, 2, H, W] with N, H, W of logits ", logits.sizes(), ", got ", ab.sizes());
   TORCH_CHECK(bins.size(0) == q && bins.size(1) == 2, op, ": bins must be [Q, 2] with Q = ", q,
               " (the channels of logits), got ", bins.sizes());
-  TORCH_CHECK(weights.size(0) == q || weights.size(0) == 0, op, ": weights must be [Q] with Q = ", q,
-              " or empty, got ", weights.sizes());
+  TORCH_CHECK(weights.size(0) == q || weights.size(0) == 0, op, ": weights must be [Q] with Q = ", q, " or empty, got ",
+              weights.sizes());
   TORCH_CHECK(neighbors >= 1 && neighbors <= std::min<int64_t>(q, kMaxNeighbors), op,
               ": neighbors must be in [1, min(Q, ", kMaxNeighbors, ")], got ", neighbors);
   TORCH_CHECK(sigma > 0 && std::isfinite(sigma), op, ": sigma must be positive and finite, got ", sigma);

@@ -3,21 +3,20 @@ from __future__ import annotations
 
 import os
 
-from ._common import (UserError, add_device_option, check_outputs, device, existing_dir, formatter, positive,
+from ._common import (UserError, add_command, add_device_option, check_outputs, device, existing_dir, positive,
                       user_errors)
 
 
 def _add_train_colorize(sub) -> None:
-    p = sub.add_parser(
-        "train-colorize", help="train a colorization network (Zhang et al. 2016)", formatter_class=formatter,
+    p = add_command(
+        sub, "train-colorize", _run_train_colorize, help="train a colorization network (Zhang et al. 2016)",
         description="Train a ColorizationNet (L in, 313 ab-bin logits at 1/4 resolution) on random crops with the\n"
                     "class-rebalanced soft-encoded cross-entropy. The prior of the ab bins is estimated from the\n"
                     "training images (--no-rebalance turns rebalancing off). Runs under torchrun for DDP.",
-        epilog="examples:\n"
-               "  perceptual-ext train-colorize --images photos/ --steps 20000 --image-size 128\n"
-               "  perceptual-ext train-colorize --steps 300 --image-size 64   # scikit-image colour samples, offline\n"
-               "  torchrun --nproc_per_node=2 -m perceptual_ext.cli train-colorize --images photos/\n"
-               "  perceptual-ext train-colorize --images photos/ --resume runs/colorize/checkpoint.pt --steps 40000")
+        examples=["perceptual-ext train-colorize --images photos/ --steps 20000 --image-size 128",
+                  "perceptual-ext train-colorize --steps 300 --image-size 64   # scikit-image colour samples, offline",
+                  "torchrun --nproc_per_node=2 -m perceptual_ext.cli train-colorize --images photos/",
+                  "perceptual-ext train-colorize --images photos/ --resume runs/colorize/checkpoint.pt --steps 40000"])
     p.add_argument("--images", metavar="DIR", help="folder of colour training images (default: scikit-image samples)")
     p.add_argument("--steps", type=int, default=2000, help="total optimizer steps (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=16,
@@ -44,7 +43,6 @@ def _add_train_colorize(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
     p.add_argument("--seed", type=int, default=0, help="initialisation, data order and crops (default 0)")
     add_device_option(p)
-    p.set_defaults(func=_run_train_colorize)
 
 
 def _run_train_colorize(args) -> int:
@@ -72,23 +70,21 @@ def _run_train_colorize(args) -> int:
 
 
 def _add_colorize(sub) -> None:
-    p = sub.add_parser(
-        "colorize", help="colour grey images with a trained colorization network", formatter_class=formatter,
+    p = add_command(
+        sub, "colorize", _run_colorize, help="colour grey images with a trained colorization network",
         description="Colour an image, or every image of a folder, from its lightness with a network trained by\n"
                     "`train-colorize`: the annealed mean of the predicted ab distribution (T = 0.38 as in the\n"
                     "paper; T = 1 is the plain mean, T -> 0 the mode). Colour inputs are reduced to their L first.",
-        epilog="examples:\n"
-               "  perceptual-ext colorize --model runs/colorize/checkpoint.pt grey.png --out colour.png\n"
-               "  perceptual-ext colorize --model runs/colorize/checkpoint.pt old_photos/ --out coloured/\n"
-               "  perceptual-ext colorize --model runs/colorize/checkpoint.pt grey.png --out vivid.png "
-               "--temperature 0.2")
+        examples=["perceptual-ext colorize --model runs/colorize/checkpoint.pt grey.png --out colour.png",
+                  "perceptual-ext colorize --model runs/colorize/checkpoint.pt old_photos/ --out coloured/",
+                  "perceptual-ext colorize --model runs/colorize/checkpoint.pt grey.png --out vivid.png "
+                  "--temperature 0.2"])
     p.add_argument("--model", metavar="CKPT", required=True, help="a train-colorize checkpoint")
     p.add_argument("input", metavar="IMAGE_OR_DIR")
     p.add_argument("--out", required=True, help="output file, or folder when the input is a folder")
     p.add_argument("--temperature", type=float, default=0.38, help="annealed-mean temperature (default %(default)s)")
     add_device_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.set_defaults(func=_run_colorize)
 
 
 def _io_pairs(source: str, out: str):
