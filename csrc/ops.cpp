@@ -29,6 +29,13 @@ TORCH_LIBRARY(perceptual_ext, m) {
   // grad [N, K, H-h+1, W-w+1] -> (grad_image, grad_templ)
   m.def("match_template_backward(Tensor grad, Tensor image, Tensor templ, str method) -> (Tensor, Tensor)");
 
+  // LPIPS head: a, b [N, C, H, W], weight [C] -> [N, 1, H, W] = sum_c w_c (a_c/|a| - b_c/|b|)^2,
+  // norms over channels per pixel (lpips v0.1, eps 1e-10 added to each norm)
+  m.def("lpips_layer(Tensor a, Tensor b, Tensor weight) -> Tensor");
+  // grad [N, 1, H, W] -> (grad_a, grad_b), each [N, C, H, W], or [0] where need_a / need_b is false
+  m.def("lpips_layer_backward(Tensor grad, Tensor a, Tensor b, Tensor weight, bool need_a, bool need_b) "
+        "-> (Tensor, Tensor)");
+
   // Colorization cross-entropy with soft-encoded targets: logits [N, Q, H, W], ab [N, 2, H, W],
   // bins [Q, 2] on a square grid, weights [Q] (or [0]: no rebalancing) -> (loss [N, H, W],
   // log-sum-exp of the logits [N, H, W], kept for the backward pass)

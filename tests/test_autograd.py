@@ -5,6 +5,7 @@ import torch
 from perceptual_ext.ops import (
     find_peaks,
     gram,
+    lpips_layer,
     match_template,
     rff_patch_features,
     scnn_features,
@@ -44,6 +45,7 @@ OPS_WITHOUT_DOUBLE_BACKWARD = {
     "match_template_masked": lambda x: match_template(x, _templ(x), "ncc", mask=torch.ones(4, 4, device=x.device)),
     "rff_patch_features": _rff,
     "scnn_features": _scnn,
+    "lpips_layer": lambda x: lpips_layer(x, x.flip(-1).detach() + 0.1, torch.ones(2, dtype=x.dtype, device=x.device)),
     "soft_encoded_cross_entropy": _sece,
 }
 
@@ -76,6 +78,7 @@ HALF_OPS = {
     "scnn_features": lambda x: scnn_features(x, torch.randn(4, 2, 3, 3).to(x), torch.zeros(4).to(x),
                                              torch.randn(1, 4, 4).to(x) / 2, torch.zeros(1, 4).to(x), 4, 4),
     "find_peaks": lambda x: find_peaks(x.sum(1), k=2)[1],
+    "lpips_layer": lambda x: lpips_layer(x, x.flip(-1).detach(), torch.ones(2).to(x)),
     "soft_encoded_cross_entropy": _sece,
 }
 

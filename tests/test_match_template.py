@@ -161,6 +161,21 @@ def test_gradcheck(device, method):
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_backward_rows_wider_than_a_block(device, method):
+    # 296 windows per output row and 3 templates: the template gradient is summed row by row
+    # (on a GPU, by one block per row over more windows than it has threads).
+    image = torch.rand(2, 2, 9, 300, dtype=torch.float64, device=device, requires_grad=True)
+    templ = torch.rand(3, 2, 4, 5, dtype=torch.float64, device=device, requires_grad=True)
+    weight = torch.randn(2, 3, 6, 296, dtype=torch.float64, device=device)
+    (match_template(image, templ, method) * weight).sum().backward()
+    ours = image.grad.clone(), templ.grad.clone()
+    image.grad = templ.grad = None
+    (reference(image, templ, method) * weight).sum().backward()
+    for got, expected in zip(ours, (image.grad, templ.grad)):
+        torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_backward_fft_path_matches_reference_autograd(method):
     image = torch.rand(1, 2, 60, 64, dtype=torch.float64, requires_grad=True)
     templ = torch.rand(2, 2, 48, 50, dtype=torch.float64, requires_grad=True)

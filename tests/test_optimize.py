@@ -21,6 +21,7 @@ FACTORY_LOSSES = {
     "scnn": ("perceptual_ext.losses.scnn", {"channels": 64, "depth": 2}),
     "mmd": ("perceptual_ext.losses.patch_mmd", {"num_features": 256}),
     "mmdpp": ("perceptual_ext.losses.patch_mmd", {}),
+    "lpips": ("perceptual_ext.losses.lpips", {"lpips_net": "alex"}),
 }
 
 

@@ -145,3 +145,65 @@ def test_bad_input(args, exc, match):
     kwargs.update(args)
     with pytest.raises(exc, match=match):
         rff_patch_features(**kwargs)
+
+
+# Geometries the CUDA kernels handle differently from the usual 32/16 windows; the CPU must agree
+# on each (both devices run these tests, `make gpu-check` on a GPU).
+
+def test_no_channels_gives_cos_bias(device):
+    # C = 0: every patch is empty, u = b, so every pooled feature is cos(b) (no division by the
+    # patch size anywhere, on either device); the input gradient is empty.
+    x = torch.rand(2, 0, 9, 7, dtype=torch.float64, device=device, requires_grad=True)
+    weight, bias = random_features(5, 0, 3, device=device)
+    out = rff_patch_features(x, weight, bias, 4, 3)
+    assert out.shape == (2, 5, 2, 2)
+    torch.testing.assert_close(out, bias.cos()[None, :, None, None].expand_as(out), rtol=0, atol=1e-15)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert grad.shape == x.shape
+
+
+@pytest.mark.parametrize("dtype,channels", [(torch.float64, 64), (torch.float32, 128)])
+def test_many_channels(device, dtype, channels):
+    # K = C P^2 = 3136 (float64) and 6272 (float32) patch elements: more than a block's default
+    # 48 KiB of shared memory holds for one patch and its gradient; F = 300 spans two feature chunks.
+    torch.manual_seed(3)
+    x = torch.rand(1, channels, 9, 10, dtype=torch.float64, device=device) * 2 - 1
+    weight, bias = random_features(300, channels, 7, device=device, scale=0.05)
+    xd = x.to(dtype).requires_grad_(True)
+    out = rff_patch_features(xd, weight.to(dtype), bias.to(dtype), 4, 3)
+    ref = composition(x, weight, bias, 4, 3)
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    assert (out.double() - ref).abs().max().item() <= tol
+    grad = torch.randn_like(ref)
+    (ours,) = torch.autograd.grad(out, xd, grad.to(dtype))
+    xr = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(composition(xr, weight, bias, 4, 3), xr, grad)
+    assert (ours.double() - expected).abs().max().item() <= tol * max(1.0, expected.abs().max().item())
+
+
+def test_global_window(device):
+    # window = stride = the image: one tile of 1296 pixels, summed in parts (several blocks on a GPU).
+    x = torch.rand(2, 3, 36, 36, dtype=torch.float64, device=device, requires_grad=True)
+    weight, bias = random_features(40, 3, 3, device=device)
+    out = rff_patch_features(x, weight, bias, 36, 36)
+    assert out.shape == (2, 40, 1, 1)
+    ref = composition(x, weight, bias, 36, 36)
+    assert (out - ref).abs().max().item() <= 1e-12
+    grad = torch.randn_like(ref)
+    (ours,) = torch.autograd.grad(out, x, grad)
+    (expected,) = torch.autograd.grad(ref, x, grad)
+    assert (ours - expected).abs().max().item() <= 1e-12
+    small = torch.rand(1, 1, 17, 17, dtype=torch.float64, device=device, requires_grad=True)  # 289 pixels: 2 parts
+    w1, b1 = random_features(3, 1, 3, device=device)
+    assert torch.autograd.gradcheck(lambda t: rff_patch_features(t, w1, b1, 17, 17), (small,))
+
+
+def test_float32_global_window_sums_in_parts(device):
+    # 65536 pixels in one window: float32 summed in parts of <= 256 pixels, the parts in double,
+    # keeps the mean to ~1e-7; one float32 running sum over all of them drifts by several 1e-6.
+    x = torch.rand(1, 1, 256, 256, dtype=torch.float64, device=device) * 2 - 1
+    weight, bias = random_features(16, 1, 3, device=device, scale=0.3)
+    x, weight, bias = x.float(), weight.float(), bias.float()
+    out = rff_patch_features(x, weight, bias, 256, 256)
+    ref = composition(x.double(), weight.double(), bias.double(), 256, 256)  # the same inputs, exactly
+    assert (out.double() - ref).abs().max().item() <= 1e-6

@@ -75,6 +75,23 @@ def test_backward_matches_composition(device, patch_norm):
 
 
 @pytest.mark.parametrize("patch_norm", [False, True])
+def test_wide_first_layer(device, patch_norm):
+    # C_in P^2 = 363 columns per pixel against C = 8 activations: tiles are sized by the wider
+    # buffer (several tiles per image here), forward and backward still match the composition.
+    x = torch.rand(2, 3, 70, 64, dtype=torch.float64, device=device)
+    params = make_weights(3, 8, 1, patch=11, device=device)
+    out = scnn_features(x, *params, window=16, stride=8, patch_norm=patch_norm)
+    ref = reference(x, *params, 16, 8, patch_norm)
+    assert (out - ref).abs().max() <= 1e-9 * ref.abs().max()
+    grad = torch.randn_like(ref)
+    xa = x.clone().requires_grad_(True)
+    (scnn_features(xa, *params, window=16, stride=8, patch_norm=patch_norm) * grad).sum().backward()
+    xb = x.clone().requires_grad_(True)
+    (reference(xb, *params, 16, 8, patch_norm) * grad).sum().backward()
+    assert (xa.grad - xb.grad).abs().max() <= 1e-9 * xb.grad.abs().max()
+
+
+@pytest.mark.parametrize("patch_norm", [False, True])
 def test_gradcheck(device, patch_norm):
     x = torch.rand(1, 2, 9, 8, dtype=torch.float64, device=device, requires_grad=True)
     params = make_weights(2, 6, 2, device=device)

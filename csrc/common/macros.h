@@ -8,3 +8,10 @@
 #define PE_HOST_DEVICE
 #define PE_INLINE inline
 #endif
+
+// Unroll the loop that follows where the compiler supports the pragma (nvcc); a no-op elsewhere.
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define PE_UNROLL _Pragma("unroll")
+#else
+#define PE_UNROLL
+#endif

@@ -172,6 +172,29 @@ struct WindowTables {
   }
 };
 
+// The statistics a normalized score divides by -- (V_f, V_g) for ncc, the energies (S2, G2) for
+// corr_normed and ssd_normed -- and the flat-window rule on them, in one place for the scores and
+// their partials. A side is flat when its statistic is within its rounding bound (false for NaN).
+struct Normalizers {
+  double f, f_tol, g, g_tol;
+
+  PE_HOST_DEVICE bool flat_f() const { return f <= f_tol; }
+  PE_HOST_DEVICE bool flat_g() const { return g <= g_tol; }
+  PE_HOST_DEVICE bool any_flat() const { return flat_f() || flat_g(); }
+  // both flat -> both, exactly one flat -> one, else value (a select: `value` may be inf/NaN
+  // from a division by a flat statistic and is then discarded).
+  PE_HOST_DEVICE double flat_rule(double both, double one, double value) const {
+    const bool ff = flat_f(), fg = flat_g();
+    return ff ? (fg ? both : one) : (fg ? one : value);
+  }
+};
+
+template <Method M>
+PE_HOST_DEVICE PE_INLINE Normalizers normalizers(const WindowStats& f, const TemplateStats& g) {
+  if constexpr (M == Method::kNcc) return Normalizers{f.variance, f.var_tol, g.variance, g.var_tol};
+  return Normalizers{f.energy, f.energy_tol, g.energy, g.energy_tol};
+}
+
 // Clamp to [-1, 1]; NaN stays NaN (both comparisons are false for it).
 PE_HOST_DEVICE PE_INLINE double clamp_unit(double v) { return v > 1.0 ? 1.0 : (v < -1.0 ? -1.0 : v); }
 
@@ -185,21 +208,14 @@ PE_HOST_DEVICE PE_INLINE double score_of(double x, const WindowStats& f, const T
     return x;
   } else if constexpr (M == Method::kSsd) {
     return keep_nan_max0(f.energy - 2.0 * x + g.energy);
-  } else if constexpr (M == Method::kNcc) {
-    const bool flat_f = f.variance <= f.var_tol, flat_g = g.variance <= g.var_tol;
-    const double r = clamp_unit(x / sqrt(f.variance * g.variance));
-    const double nan = nan_of(x) + nan_of(f.variance) + nan_of(g.variance);
-    return (flat_f ? (flat_g ? 1.0 : 0.0) : (flat_g ? 0.0 : r)) + nan;
-  } else if constexpr (M == Method::kCorrNormed) {
-    const bool flat_f = f.energy <= f.energy_tol, flat_g = g.energy <= g.energy_tol;
-    const double r = clamp_unit(x / sqrt(f.energy * g.energy));
-    const double nan = nan_of(x) + nan_of(f.energy) + nan_of(g.energy);
-    return (flat_f ? (flat_g ? 1.0 : 0.0) : (flat_g ? 0.0 : r)) + nan;
+  } else if constexpr (M == Method::kNcc || M == Method::kCorrNormed) {
+    const Normalizers s = normalizers<M>(f, g);
+    const double r = clamp_unit(x / sqrt(s.f * s.g));
+    return s.flat_rule(1.0, 0.0, r) + nan_of(x) + nan_of(s.f) + nan_of(s.g);
   } else {  // kSsdNormed
-    const bool flat_f = f.energy <= f.energy_tol, flat_g = g.energy <= g.energy_tol;
-    const double d = f.energy - 2.0 * x + g.energy;
-    const double r = keep_nan_max0(d) / sqrt(f.energy * g.energy);
-    return (flat_f ? (flat_g ? 0.0 : 1.0) : (flat_g ? 1.0 : r)) + nan_of(d);
+    const Normalizers s = normalizers<M>(f, g);
+    const double d = s.f - 2.0 * x + s.g;
+    return s.flat_rule(0.0, 1.0, keep_nan_max0(d) / sqrt(s.f * s.g)) + nan_of(d);
   }
 }
 
@@ -238,6 +254,16 @@ PE_HOST_DEVICE PE_INLINE Partials flat_partials(double x, double window, double 
   return Partials{nan, nan, nan};
 }
 
+// num / sqrt(s.f s.g) with X the cross term: d/dX = 1/sqrt(s.f s.g) (times the caller's dnum/dX),
+// d/ds.f = -num/(2 s.f sqrt(s.f s.g)), d/ds.g likewise; the flat rule's zero (or NaN) partials
+// where a side is flat.
+PE_HOST_DEVICE PE_INLINE Partials normalized_partials(const Normalizers& s, double x, double num) {
+  if (s.any_flat()) return flat_partials(x, s.f, s.g);
+  const double inv_d = 1.0 / sqrt(s.f * s.g);
+  const double r = num * inv_d;
+  return Partials{inv_d, -0.5 * r / s.f, -0.5 * r / s.g};
+}
+
 PE_HOST_DEVICE PE_INLINE Partials partials(Method method, double x, const WindowStats& f, const TemplateStats& g) {
   switch (method) {
     case Method::kCorr:
@@ -245,23 +271,16 @@ PE_HOST_DEVICE PE_INLINE Partials partials(Method method, double x, const Window
       return Partials{1.0, 0.0, 0.0};
     case Method::kSsd:
       return Partials{-2.0, 1.0, 1.0};
-    case Method::kNcc: {
-      if (f.variance <= f.var_tol || g.variance <= g.var_tol) return flat_partials(x, f.variance, g.variance);
-      const double inv_d = 1.0 / sqrt(f.variance * g.variance);
-      const double r = x * inv_d;
-      return Partials{inv_d, -0.5 * r / f.variance, -0.5 * r / g.variance};
-    }
-    case Method::kCorrNormed: {
-      if (f.energy <= f.energy_tol || g.energy <= g.energy_tol) return flat_partials(x, f.energy, g.energy);
-      const double inv_d = 1.0 / sqrt(f.energy * g.energy);
-      const double r = x * inv_d;
-      return Partials{inv_d, -0.5 * r / f.energy, -0.5 * r / g.energy};
-    }
+    case Method::kNcc:
+      return normalized_partials(normalizers<Method::kNcc>(f, g), x, x);
+    case Method::kCorrNormed:
+      return normalized_partials(normalizers<Method::kCorrNormed>(f, g), x, x);
     case Method::kSsdNormed: {
-      if (f.energy <= f.energy_tol || g.energy <= g.energy_tol) return flat_partials(x, f.energy, g.energy);
-      const double inv_d = 1.0 / sqrt(f.energy * g.energy);
-      const double r = (f.energy - 2.0 * x + g.energy) * inv_d;
-      return Partials{-2.0 * inv_d, inv_d - 0.5 * r / f.energy, inv_d - 0.5 * r / g.energy};
+      const Normalizers s = normalizers<Method::kSsdNormed>(f, g);
+      const Partials p = normalized_partials(s, x, s.f - 2.0 * x + s.g);
+      if (s.any_flat()) return p;
+      const double inv_d = 1.0 / sqrt(s.f * s.g);
+      return Partials{-2.0 * inv_d, p.d_window + inv_d, p.d_templ + inv_d};
     }
   }
   return Partials{0.0, 0.0, 0.0};

@@ -11,16 +11,15 @@
 #include <cstdint>
 
 #include "common/macros.h"
+#include "common/pooling.h"
 
 namespace perceptual_ext {
 namespace scnn {
 
 // ---- pooling windows ---------------------------------------------------------------------
 
-// Number of windows along an axis of `size` pixels (avg-pool without padding); 0 if too small.
-PE_HOST_DEVICE PE_INLINE int64_t pooled_size(int64_t size, int64_t window, int64_t stride) {
-  return size >= window ? (size - window) / stride + 1 : 0;
-}
+// Number of windows along an axis of `size` pixels: the one rule of common/pooling.h.
+using ::perceptual_ext::pooled_size;
 
 // Pixels along an axis that at least one window contains: [0, covered_size).
 PE_HOST_DEVICE PE_INLINE int64_t covered_size(int64_t pooled, int64_t window, int64_t stride) {

@@ -177,7 +177,8 @@ void check_dtype_cpu(const at::Tensor& x, const char* op) { check_dtype(x, {at::
 // thread count, so the threads get equal work.
 int64_t cpu_tile_pixels(const scnn::Geometry& g) {
   const int64_t pixels = std::max<int64_t>(1, g.covered_pixels());
-  const int64_t target = std::max<int64_t>(1, kTileElements / std::max<int64_t>(1, g.channels));
+  // Sized by the wider of the [t, C] activations and the [t, C_in P^2] columns.
+  const int64_t target = std::max<int64_t>(1, kTileElements / std::max<int64_t>({1, g.channels, g.column_length()}));
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   int64_t tiles = (pixels + target - 1) / target;
   tiles = std::min(pixels, (tiles + threads - 1) / threads * threads);

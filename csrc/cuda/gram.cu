@@ -1,26 +1,27 @@
-// Gram matrix, CUDA: block-triangle GEMMs through cuBLAS (fp32 accumulation for half/bfloat16),
-// then a mirror kernel copies the upper triangle into the lower one.
+// Gram matrix, CUDA: block-triangle GEMMs through cuBLAS, then a mirror kernel copies the upper
+// triangle into the lower one. Half/bfloat16 GEMMs accumulate in fp32: cuBLAS's reduced-precision
+// reductions and fp16 accumulation, which torch may allow, are switched off around them.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include "host/checks.h"
 #include "common/gram.h"
+#include "cuda/fp32_reductions.h"
+#include "cuda/helpers.h"
 #include "host/gram_gemm.h"
 
 namespace perceptual_ext {
 namespace {
 
 constexpr int64_t kBlock = 256;
-constexpr int kThreads = 256;
+using cuda::kThreads;
 
 template <typename scalar_t>
 __global__ void mirror_kernel(scalar_t* __restrict__ g, int64_t batch, int64_t channels) {
   const int64_t total = batch * channels * channels;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  PE_GRID_STRIDE_LOOP(i, total) {
     const int64_t col = i % channels;
     const int64_t row = (i / channels) % channels;
     if (gram::BlockPlan::mirrored(row, col)) g[i] = g[gram::transposed_index(i, row, col, channels)];
@@ -40,12 +41,13 @@ at::Tensor gram_cuda(const at::Tensor& features, bool normalize) {
   if (out.numel() == 0) return out;
   if (l == 0) return out.zero_();
   const gram::BlockPlan plan{c, gram::choose_block(c, kBlock)};
-  gram::upper_block_triangle(out, features, plan, gram::scale(c, l, normalize));
-  const int64_t total = out.numel();
-  const int blocks = static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
+  {
+    const cuda::Fp32Reductions fp32(features);
+    gram::upper_block_triangle(out, features, plan, gram::scale(c, l, normalize));
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "gram_mirror_cuda", [&] {
-    mirror_kernel<scalar_t><<<blocks, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        out.data_ptr<scalar_t>(), n, c);
+    mirror_kernel<scalar_t>
+        <<<cuda::grid_size(out.numel()), kThreads, 0, cuda::current_stream()>>>(out.data_ptr<scalar_t>(), n, c);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
@@ -56,6 +58,7 @@ at::Tensor gram_backward_cuda(const at::Tensor& grad, const at::Tensor& features
   check_rank(grad, 3, "gram_backward", "grad", "[N, C, C]");
   check_same(grad, features, "gram_backward", "grad", "features");
   const c10::cuda::CUDAGuard guard(features.device());
+  const cuda::Fp32Reductions fp32(features);
   return gram::backward(grad, features, normalize);
 }
 

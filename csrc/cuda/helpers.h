@@ -28,12 +28,31 @@ inline unsigned blocks_for_items(int64_t count) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(count, kMaxBlocks)));
 }
 
-inline cudaStream_t current_stream() { return at::cuda::getCurrentCUDAStream(); }
+inline cudaStream_t current_stream() {
+  return at::cuda::getCurrentCUDAStream();
+}
+
+// Sum of `value` over the threads of a block of kThreads threads, in a fixed order (a tree in
+// `scratch`, kThreads entries of shared memory): the same result on every run, no atomics. Every
+// thread of the block must call it; every thread gets the sum, and `scratch` is free again after.
+template <typename T>
+__device__ T block_sum(T value, T* scratch) {
+  static_assert((kThreads & (kThreads - 1)) == 0, "block_sum needs a power-of-two block");
+  scratch[threadIdx.x] = value;
+  __syncthreads();
+  for (int half = kThreads / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) scratch[threadIdx.x] += scratch[threadIdx.x + half];
+    __syncthreads();
+  }
+  const T total = scratch[0];
+  __syncthreads();
+  return total;
+}
 
 }  // namespace cuda
 }  // namespace perceptual_ext
 
 // for (int64_t i = first thread's index; i < total; i += threads in the grid), with int64 indices.
-#define PE_GRID_STRIDE_LOOP(i, total)                                                             \
+#define PE_GRID_STRIDE_LOOP(i, total)                                                        \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (total); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)

@@ -1,7 +1,7 @@
 // Fused S-CNN, CUDA: the in-order tile loop of host/scnn_driver.h with cuBLAS GEMMs on [t, C]
-// tiles (torch's matmul precision flags apply: TF32 when enabled; half/bfloat16 inputs run the
-// GEMMs in that precision). The elementwise passes are grid-stride kernels, one output element per
-// thread, each calling the arithmetic of common/scnn.h; no atomics (every pass is a gather).
+// tiles (torch's TF32 flag applies to float32; half/bfloat16 inputs run the GEMMs in that precision
+// with fp32 accumulation: cuda/fp32_reductions.h). The elementwise passes are grid-stride kernels, one output element
+// per thread, each calling the arithmetic of common/scnn.h; no atomics (every pass is a gather).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -12,32 +12,27 @@
 
 #include "host/checks.h"
 #include "common/scnn.h"
+#include "cuda/fp32_reductions.h"
+#include "cuda/helpers.h"
 #include "host/scnn_driver.h"
 
 namespace perceptual_ext {
 namespace {
 
-// Up to 16M activations (64 MiB in float32) per [t, C] buffer: 16384-pixel tiles at C = 1024, GEMMs
-// of 34 GFLOP that keep the GPU busy, while the buffers stay far below the composition's maps.
+// Up to 16M values (64 MiB in float32) per [t, C] activation buffer and per [t, C_in P^2] column
+// buffer (tiles are sized by the wider of the two): 16384-pixel tiles at C = 1024, GEMMs of
+// 34 GFLOP that keep the GPU busy, while the buffers stay far below the composition's maps.
 constexpr scnn::TileSize kTileSize{4 * 1024 * 1024, 16 * 1024 * 1024, 1};
-constexpr int kThreads = 256;
+using cuda::grid_size;
+using cuda::kThreads;
 
-int blocks_for(int64_t total) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((total + kThreads - 1) / kThreads, 65535)));
-}
-
-#define PE_GRID_STRIDE(i, total)                                                          \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (total); \
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
-
-#define PE_DISPATCH(type, name, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, name, __VA_ARGS__)
+#define PE_DISPATCH(type, name, ...) AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, name, __VA_ARGS__)
 
 template <typename T>
 __global__ void im2col_kernel(const T* __restrict__ image, T* __restrict__ cols, scnn::Geometry g, int64_t p0,
                               int64_t count, bool patch_norm) {
   const int64_t length = g.column_length();
-  PE_GRID_STRIDE(i, count) {
+  PE_GRID_STRIDE_LOOP(i, count) {
     const int64_t p = p0 + i;
     T* column = cols + i * length;
     scnn::gather_patch(image, g.in_channels, g.height, g.width, p / g.covered_w, p % g.covered_w, g.patch, column);
@@ -48,7 +43,7 @@ __global__ void im2col_kernel(const T* __restrict__ image, T* __restrict__ cols,
 template <typename T>
 __global__ void relu_pack_kernel(T* __restrict__ act, uint32_t* __restrict__ bits, int64_t pixels, int64_t channels) {
   const int64_t words = scnn::mask_words(channels);
-  PE_GRID_STRIDE(k, pixels * words) {
+  PE_GRID_STRIDE_LOOP(k, pixels * words) {
     const int64_t i = k / words, c0 = (k % words) * scnn::kMaskBits;
     const int64_t count = channels - c0 < scnn::kMaskBits ? channels - c0 : scnn::kMaskBits;
     bits[k] = scnn::relu_and_pack(act + i * channels + c0, count);
@@ -59,7 +54,7 @@ template <typename T>
 __global__ void apply_mask_kernel(T* __restrict__ grad, const uint32_t* __restrict__ bits, int64_t pixels,
                                   int64_t channels) {
   const int64_t words = scnn::mask_words(channels);
-  PE_GRID_STRIDE(k, pixels * words) {
+  PE_GRID_STRIDE_LOOP(k, pixels * words) {
     const int64_t i = k / words, c0 = (k % words) * scnn::kMaskBits;
     const int64_t count = channels - c0 < scnn::kMaskBits ? channels - c0 : scnn::kMaskBits;
     scnn::apply_mask(grad + i * channels + c0, count, bits[k]);
@@ -71,7 +66,7 @@ template <typename T>
 __global__ void pool_accumulate_kernel(const T* __restrict__ act, double* __restrict__ acc, scnn::Geometry g,
                                        int64_t p0, int64_t count, int64_t i_first, int64_t windows) {
   const int64_t y_first = p0 / g.covered_w, y_last = (p0 + count - 1) / g.covered_w;
-  PE_GRID_STRIDE(k, windows * g.channels) {
+  PE_GRID_STRIDE_LOOP(k, windows * g.channels) {
     const int64_t c = k % g.channels, w = k / g.channels;
     const int64_t i = i_first + w / g.pooled_w, j = w % g.pooled_w;
     const int64_t y_end = i * g.stride + g.window < y_last + 1 ? i * g.stride + g.window : y_last + 1;
@@ -86,15 +81,14 @@ __global__ void pool_accumulate_kernel(const T* __restrict__ act, double* __rest
 }
 
 template <typename T>
-__global__ void pool_grad_kernel(const T* __restrict__ pooled_grad, T* __restrict__ grad, scnn::Geometry g,
-                                 int64_t p0, int64_t count) {
-  PE_GRID_STRIDE(k, count * g.channels) {
+__global__ void pool_grad_kernel(const T* __restrict__ pooled_grad, T* __restrict__ grad, scnn::Geometry g, int64_t p0,
+                                 int64_t count) {
+  PE_GRID_STRIDE_LOOP(k, count * g.channels) {
     const int64_t c = k % g.channels, p = p0 + k / g.channels;
     const int64_t y = p / g.covered_w, x = p % g.covered_w;
     double sum = 0;
     for (int64_t i = scnn::first_window(y, g.window, g.stride); i <= scnn::last_window(y, g.stride, g.pooled_h); ++i)
-      for (int64_t j = scnn::first_window(x, g.window, g.stride); j <= scnn::last_window(x, g.stride, g.pooled_w);
-           ++j)
+      for (int64_t j = scnn::first_window(x, g.window, g.stride); j <= scnn::last_window(x, g.stride, g.pooled_w); ++j)
         sum += static_cast<double>(pooled_grad[(i * g.pooled_w + j) * g.channels + c]);
     grad[k] = static_cast<T>(sum);
   }
@@ -104,7 +98,7 @@ template <typename T>
 __global__ void patch_norm_backward_kernel(const T* __restrict__ image, T* __restrict__ raw, T* __restrict__ dcols,
                                            scnn::Geometry g, int64_t p0, int64_t count) {
   const int64_t length = g.column_length();
-  PE_GRID_STRIDE(i, count) {
+  PE_GRID_STRIDE_LOOP(i, count) {
     const int64_t p = p0 + i;
     scnn::gather_patch(image, g.in_channels, g.height, g.width, p / g.covered_w, p % g.covered_w, g.patch,
                        raw + i * length);
@@ -115,23 +109,22 @@ __global__ void patch_norm_backward_kernel(const T* __restrict__ image, T* __res
 template <typename T>
 __global__ void col2im_kernel(const T* __restrict__ dcols, T* __restrict__ dimage, scnn::Geometry g, int64_t p0,
                               int64_t count, int64_t y_begin, int64_t rows, int64_t x_end) {
-  PE_GRID_STRIDE(k, g.in_channels * rows * x_end) {
+  PE_GRID_STRIDE_LOOP(k, g.in_channels * rows * x_end) {
     const int64_t xx = k % x_end, yy = y_begin + (k / x_end) % rows, c = k / (x_end * rows);
     T* pixel = dimage + (c * g.height + yy) * g.width + xx;
-    *pixel = static_cast<T>(static_cast<double>(*pixel) + scnn::patch_grad_at(dcols, c, yy, xx, g.patch, g.covered_h,
-                                                                              g.covered_w, p0, p0 + count,
-                                                                              g.in_channels));
+    *pixel =
+        static_cast<T>(static_cast<double>(*pixel) + scnn::patch_grad_at(dcols, c, yy, xx, g.patch, g.covered_h,
+                                                                         g.covered_w, p0, p0 + count, g.in_channels));
   }
 }
 
 struct CudaKernels {
-  static cudaStream_t stream() { return at::cuda::getCurrentCUDAStream(); }
+  static cudaStream_t stream() { return cuda::current_stream(); }
 
-  static void im2col(const at::Tensor& image, at::Tensor& cols, const scnn::Geometry& g, int64_t p0,
-                     bool patch_norm) {
+  static void im2col(const at::Tensor& image, at::Tensor& cols, const scnn::Geometry& g, int64_t p0, bool patch_norm) {
     const int64_t count = cols.size(0);
     PE_DISPATCH(cols.scalar_type(), "scnn_im2col_cuda", [&] {
-      im2col_kernel<scalar_t><<<blocks_for(count), kThreads, 0, stream()>>>(
+      im2col_kernel<scalar_t><<<grid_size(count), kThreads, 0, stream()>>>(
           image.data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(), g, p0, count, patch_norm);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -144,7 +137,7 @@ struct CudaKernels {
     }
     const int64_t pixels = act.size(0), channels = act.size(1);
     PE_DISPATCH(act.scalar_type(), "scnn_relu_cuda", [&] {
-      relu_pack_kernel<scalar_t><<<blocks_for(pixels * scnn::mask_words(channels)), kThreads, 0, stream()>>>(
+      relu_pack_kernel<scalar_t><<<grid_size(pixels * scnn::mask_words(channels)), kThreads, 0, stream()>>>(
           act.data_ptr<scalar_t>(), reinterpret_cast<uint32_t*>(mask.data_ptr<int32_t>()), pixels, channels);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -153,7 +146,7 @@ struct CudaKernels {
   static void apply_mask(at::Tensor& grad, const at::Tensor& mask) {
     const int64_t pixels = grad.size(0), channels = grad.size(1);
     PE_DISPATCH(grad.scalar_type(), "scnn_mask_cuda", [&] {
-      apply_mask_kernel<scalar_t><<<blocks_for(pixels * scnn::mask_words(channels)), kThreads, 0, stream()>>>(
+      apply_mask_kernel<scalar_t><<<grid_size(pixels * scnn::mask_words(channels)), kThreads, 0, stream()>>>(
           grad.data_ptr<scalar_t>(), reinterpret_cast<const uint32_t*>(mask.data_ptr<int32_t>()), pixels, channels);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -165,7 +158,7 @@ struct CudaKernels {
     if (rows.first > rows.last) return;
     const int64_t i_first = rows.first, windows = (rows.last - rows.first + 1) * g.pooled_w;
     PE_DISPATCH(act.scalar_type(), "scnn_pool_cuda", [&] {
-      pool_accumulate_kernel<scalar_t><<<blocks_for(windows * g.channels), kThreads, 0, stream()>>>(
+      pool_accumulate_kernel<scalar_t><<<grid_size(windows * g.channels), kThreads, 0, stream()>>>(
           act.data_ptr<scalar_t>(), acc.data_ptr<double>(), g, p0, count, i_first, windows);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -174,7 +167,7 @@ struct CudaKernels {
   static void pool_grad(const at::Tensor& pooled_grad, at::Tensor& grad, const scnn::Geometry& g, int64_t p0) {
     const int64_t count = grad.size(0);
     PE_DISPATCH(grad.scalar_type(), "scnn_pool_grad_cuda", [&] {
-      pool_grad_kernel<scalar_t><<<blocks_for(count * g.channels), kThreads, 0, stream()>>>(
+      pool_grad_kernel<scalar_t><<<grid_size(count * g.channels), kThreads, 0, stream()>>>(
           pooled_grad.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), g, p0, count);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -184,7 +177,7 @@ struct CudaKernels {
     const int64_t count = dcols.size(0);
     auto raw = at::empty_like(dcols);  // the raw patches, recomputed from the image
     PE_DISPATCH(dcols.scalar_type(), "scnn_patch_norm_backward_cuda", [&] {
-      patch_norm_backward_kernel<scalar_t><<<blocks_for(count), kThreads, 0, stream()>>>(
+      patch_norm_backward_kernel<scalar_t><<<grid_size(count), kThreads, 0, stream()>>>(
           image.data_ptr<scalar_t>(), raw.data_ptr<scalar_t>(), dcols.data_ptr<scalar_t>(), g, p0, count);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -195,7 +188,7 @@ struct CudaKernels {
     const auto region = scnn::input_region(g, p0, count);
     const int64_t y_begin = region.y_begin, rows = region.rows(), x_end = region.x_end;
     PE_DISPATCH(dcols.scalar_type(), "scnn_col2im_cuda", [&] {
-      col2im_kernel<scalar_t><<<blocks_for(g.in_channels * rows * x_end), kThreads, 0, stream()>>>(
+      col2im_kernel<scalar_t><<<grid_size(g.in_channels * rows * x_end), kThreads, 0, stream()>>>(
           dcols.data_ptr<scalar_t>(), dimage.data_ptr<scalar_t>(), g, p0, count, y_begin, rows, x_end);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -212,6 +205,7 @@ std::tuple<at::Tensor, at::Tensor> scnn_features_cuda(const at::Tensor& x, const
                                                       bool patch_norm, bool save_masks) {
   check_dtype_cuda(x, "scnn_features");
   const c10::cuda::CUDAGuard guard(x.device());
+  const cuda::Fp32Reductions fp32(x);
   return scnn::forward<CudaKernels>(x, first_weight, first_bias, weights, biases, window, stride, patch_norm,
                                     save_masks, kTileSize);
 }
@@ -221,8 +215,8 @@ at::Tensor scnn_features_backward_cuda(const at::Tensor& grad, const at::Tensor&
                                        int64_t stride, bool patch_norm) {
   check_dtype_cuda(x, "scnn_features_backward");
   const c10::cuda::CUDAGuard guard(x.device());
-  return scnn::backward<CudaKernels>(grad, x, first_weight, weights, masks, window, stride, patch_norm,
-                                     kTileSize);
+  const cuda::Fp32Reductions fp32(x);
+  return scnn::backward<CudaKernels>(grad, x, first_weight, weights, masks, window, stride, patch_norm, kTileSize);
 }
 
 }  // namespace

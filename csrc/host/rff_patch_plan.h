@@ -1,10 +1,10 @@
 // Host-side plan of the patch-RFF op shared by the CPU and CUDA kernels: argument checks and
-// the segment tiling of each axis (see common/rff_patch.h).
+// the sizes of the segment tiling (the tiling itself is closed-form maths in common/rff_patch.h).
 #pragma once
 
 #include <ATen/ATen.h>
 
-#include <vector>
+#include <algorithm>
 
 #include "host/checks.h"
 #include "common/rff_patch.h"
@@ -12,68 +12,31 @@
 namespace perceptual_ext {
 namespace rff_patch {
 
-// Segments of one axis of the feature map, and the windows each lies in.
-struct AxisPlan {
-  int64_t image = 0;    // image side
-  int64_t map = 0;      // feature-map side
-  int64_t windows = 0;  // pooled side
-  std::vector<int64_t> bounds;     // segments + 1 boundaries
-  std::vector<WindowRange> ranges;  // per segment
-
-  AxisPlan(int64_t image_side, int64_t patch, int64_t window, int64_t stride)
-      : image(image_side), map(map_size(image_side, patch)), windows(num_windows(map, window, stride)) {
-    bounds.resize(2 * windows);
-    bounds.resize(segment_bounds(windows, window, stride, bounds.data()));
-    for (size_t s = 0; s + 1 < bounds.size(); ++s)
-      ranges.push_back(windows_of(bounds[s], bounds[s + 1], windows, window, stride));
-  }
-  int64_t segments() const { return static_cast<int64_t>(ranges.size()); }
-  // Segments [first, last] inside window a: the inverse of `ranges`.
-  std::vector<int64_t> window_segments() const {
-    std::vector<int64_t> out(2 * windows);
-    for (int64_t a = 0; a < windows; ++a) {
-      int64_t first = segments(), last = -1;
-      for (int64_t s = 0; s < segments(); ++s)
-        if (segment_in_window(ranges[s], a)) {
-          first = s < first ? s : first;
-          last = s;
-        }
-      out[2 * a] = first;
-      out[2 * a + 1] = last;
-    }
-    return out;
-  }
-  int64_t begin(int64_t s) const { return bounds[s]; }
-  int64_t size(int64_t s) const { return bounds[s + 1] - bounds[s]; }
-
-  // Device copies for the CUDA kernels: bounds [segments + 1] and ranges [segments, 2].
-  at::Tensor bounds_tensor() const {
-    return at::tensor(at::ArrayRef<int64_t>(bounds), at::TensorOptions().dtype(at::kLong));
-  }
-  at::Tensor window_segments_tensor() const {
-    const auto flat = window_segments();
-    return at::tensor(at::ArrayRef<int64_t>(flat), at::TensorOptions().dtype(at::kLong)).view({-1, 2});
-  }
-  at::Tensor ranges_tensor() const {
-    std::vector<int64_t> flat;
-    for (const auto& r : ranges) {
-      flat.push_back(r.first);
-      flat.push_back(r.last);
-    }
-    return at::tensor(at::ArrayRef<int64_t>(flat), at::TensorOptions().dtype(at::kLong)).view({-1, 2});
-  }
-};
-
 struct Plan {
   int64_t batch, channels, features, patch, window, stride;
-  AxisPlan rows, cols;
+  Axis rows, cols;  // the segment tiling of each axis, in closed form (common/rff_patch.h)
 
   Plan(const at::Tensor& x, const at::Tensor& weight, int64_t window_, int64_t stride_)
-      : batch(x.size(0)), channels(x.size(1)), features(weight.size(0)), patch(weight.size(2)),
-        window(window_), stride(stride_), rows(x.size(2), weight.size(2), window_, stride_),
-        cols(x.size(3), weight.size(2), window_, stride_) {}
+      : batch(x.size(0)),
+        channels(x.size(1)),
+        features(weight.size(0)),
+        patch(weight.size(2)),
+        window(window_),
+        stride(stride_),
+        rows(make_axis(x.size(2), weight.size(2), window_, stride_)),
+        cols(make_axis(x.size(3), weight.size(2), window_, stride_)) {}
 
   int64_t patch_elements() const { return channels * patch * patch; }
+  int64_t tiles() const { return batch * rows.segments() * cols.segments(); }
+  // Pixels of the largest tile (sizes the parts a device splits tiles into).
+  int64_t max_tile_pixels() const { return longest(rows) * longest(cols); }
+
+ private:
+  static int64_t longest(const Axis& axis) {
+    int64_t best = 0;
+    for (int64_t s = 0; s < axis.segments(); ++s) best = std::max(best, axis.size(s));
+    return best;
+  }
 };
 
 // Shared validation of x [N, C, H, W], weight [F, C, P, P], bias [F]; the Python wrapper raises

@@ -95,9 +95,11 @@ inline Geometry check_backward(const at::Tensor& grad, const at::Tensor& x, cons
 }
 
 // Pixels per tile: equal tiles (no tiny remainder tile, whose fixed costs are wasted) of at most
-// `max_elements` activations per [t, C] buffer, and at least `min_tiles` of them unless a tile
-// would drop below `min_elements` (bigger GEMMs run faster; several tiles keep a small image's
-// peak memory a small fraction of the composition's).
+// `max_elements` values per [t, C] activation buffer and per [t, C_in P^2] column buffer (the
+// wider of the two sets the tile: C = 16 activations would otherwise let a C_in = 3, P = 11
+// column buffer reach 1.5 GB at 1024²), and at least `min_tiles` of them unless a tile would drop
+// below `min_elements` (bigger GEMMs run faster; several tiles keep a small image's peak memory a
+// small fraction of the composition's).
 struct TileSize {
   int64_t min_elements;
   int64_t max_elements;
@@ -105,7 +107,7 @@ struct TileSize {
 };
 
 inline int64_t tile_pixels(const Geometry& g, TileSize size) {
-  const int64_t c = std::max<int64_t>(1, g.channels), pixels = std::max<int64_t>(1, g.covered_pixels());
+  const int64_t c = std::max<int64_t>({1, g.channels, g.column_length()}), pixels = std::max<int64_t>(1, g.covered_pixels());
   const int64_t lo = std::max<int64_t>(1, size.min_elements / c), hi = std::max<int64_t>(lo, size.max_elements / c);
   const int64_t tiles = std::max((pixels + hi - 1) / hi, std::min(size.min_tiles, (pixels + lo - 1) / lo));
   return (pixels + tiles - 1) / tiles;

@@ -10,10 +10,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from . import colorize, feedforward, match, optimize
+from . import colorize, feedforward, lpips, match, optimize
 from ._common import UserError
 
-GROUPS = (match, feedforward, optimize, colorize)
+GROUPS = (match, feedforward, optimize, lpips, colorize)
 
 
 def build_parser() -> argparse.ArgumentParser:

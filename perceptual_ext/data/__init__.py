@@ -1,7 +1,9 @@
-"""Image loading and saving, bundled sample images (scikit-image, offline), crops, training datasets, Lab."""
+"""Image loading and saving, bundled sample images (scikit-image, offline), crops, training datasets,
+the BAPPS perceptual-similarity dataset, and sRGB <-> Lab."""
+from .bapps import BAPPS
 from .color import lab_to_rgb, rgb_to_lab
 from .datasets import ImageCrops, StepSampler, downsample, list_images, upsample_bicubic
 from .images import SAMPLE_IMAGES, image_grid, load_image, sample_image, save_image
 
-__all__ = ["SAMPLE_IMAGES", "image_grid", "load_image", "sample_image", "save_image",
+__all__ = ["BAPPS", "SAMPLE_IMAGES", "image_grid", "load_image", "sample_image", "save_image",
            "ImageCrops", "StepSampler", "downsample", "list_images", "upsample_bicubic", "lab_to_rgb", "rgb_to_lab"]

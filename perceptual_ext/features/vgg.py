@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _checks
+from ._torchvision import FrozenConv2d, check_layers, init_random, load_strict, read_state_dict, run_taps
 
 # torchvision's vgg16 "D" configuration: output channels per conv, "M" for a 2x2 max pool.
 _CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -31,35 +31,6 @@ def _layer_names() -> tuple:
 
 #: Names of the 31 layers of ``features`` in order: conv1_1, relu1_1, ..., pool5 (index = position).
 VGG16_LAYERS = _layer_names()
-
-
-class _FrozenConv2d(nn.Module):
-    """3x3 conv (padding 1) whose weight and bias are buffers, under nn.Conv2d's state-dict keys."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.register_buffer("weight", torch.empty(out_channels, in_channels, 3, 3))
-        self.register_buffer("bias", torch.zeros(out_channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, self.bias, padding=1)
-
-
-def _read_state_dict(weights) -> Mapping:
-    if isinstance(weights, Mapping):
-        return weights
-    if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"weights must be None, a path to a .pth state dict, or a state dict, got {type(weights).__name__}")
-    path = os.fspath(weights)
-    if not os.path.isfile(path):
-        raise ValueError(f"weights: no such file {path!r} (expected a torchvision VGG16 state dict, e.g. vgg16-397923af.pth)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise ValueError(f"weights: could not read {path!r} as a state dict with torch.load(weights_only=True): {exc}") from exc
-    if not isinstance(state, Mapping):
-        raise ValueError(f"weights: {path!r} holds a {type(state).__name__}, expected a state dict (a mapping of tensors)")
-    return state
 
 
 class VGG16Features(nn.Module):
@@ -93,58 +64,33 @@ class VGG16Features(nn.Module):
     def __init__(self, layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
                  weights: Union[None, str, os.PathLike, Mapping] = None, seed: int = 0) -> None:
         super().__init__()
-        if isinstance(layers, str) or not isinstance(layers, (list, tuple)) or not layers:
-            raise TypeError(f"layers must be a non-empty list or tuple of layer names, got {layers!r}")
-        for name in layers:
-            if name not in VGG16_LAYERS:
-                raise ValueError(f"layers: unknown VGG16 layer {name!r}; expected names from {VGG16_LAYERS}")
-        if len(set(layers)) != len(layers):
-            raise ValueError(f"layers must not repeat a name, got {tuple(layers)}")
-        self.layers = tuple(layers)
+        self.layers = check_layers(layers, VGG16_LAYERS, "VGG16")
         self._last = max(VGG16_LAYERS.index(name) for name in self.layers)
         modules, in_channels = [], 3
         for v in _CONFIG:
             if v == "M":
                 modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
-                modules += [_FrozenConv2d(in_channels, v), nn.ReLU()]
+                modules += [FrozenConv2d(in_channels, v, 3, padding=1), nn.ReLU()]
                 in_channels = v
         self.features = nn.Sequential(*modules)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if weights is None:
-            self._init_random(seed)
+            init_random(self, seed)
         else:
-            self.load_vgg_state_dict(_read_state_dict(weights))
+            self.load_vgg_state_dict(*read_state_dict(weights, "a torchvision VGG16", "vgg16-397923af.pth"))
 
-    def _convs(self):
-        return [(i, m) for i, m in enumerate(self.features) if isinstance(m, _FrozenConv2d)]
+    def load_vgg_state_dict(self, state: Mapping, path: Union[None, str] = None) -> None:
+        """Load torchvision-layout weights (``features.<i>.weight/bias``; ``classifier.*`` ignored), strictly:
+        missing or unexpected keys, wrong shapes or non-float tensors raise ``ValueError``."""
+        load_strict(self, state, "a torchvision VGG16", path)
 
-    def _init_random(self, seed: int) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        generator = torch.Generator().manual_seed(seed)
-        for _, conv in self._convs():
-            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu", generator=generator)
-            conv.bias.zero_()
-
-    def load_vgg_state_dict(self, state: Mapping) -> None:
-        """Load torchvision-layout weights (``features.<i>.weight/bias``; ``classifier.*`` ignored)."""
-        expected = {f"features.{i}.{p}": getattr(conv, p).shape for i, conv in self._convs() for p in ("weight", "bias")}
-        keys = [k for k in state if not str(k).startswith("classifier.")]
-        missing = sorted(set(expected) - set(keys))
-        unexpected = sorted(set(keys) - set(expected))
-        if missing or unexpected:
-            raise ValueError(f"weights: not a torchvision VGG16 state dict; missing keys {missing[:6]}"
-                             f"{'...' if len(missing) > 6 else ''}, unexpected keys {unexpected[:6]}"
-                             f"{'...' if len(unexpected) > 6 else ''}")
-        for key, shape in expected.items():
-            value = state[key]
-            if not isinstance(value, Tensor) or not value.is_floating_point():
-                raise ValueError(f"weights: {key} must be a floating-point tensor, got {type(value).__name__}")
-            if value.shape != shape:
-                raise ValueError(f"weights: {key} has shape {tuple(value.shape)}, expected {tuple(shape)}")
-        self.load_state_dict({k: state[k].to(torch.float32) for k in expected}, strict=True)
+    def taps(self, h: Tensor, layers: Union[None, Sequence[str]] = None) -> Dict[str, Tensor]:
+        """The requested layers' outputs for an input ``h`` that is already scaled (no ImageNet
+        normalization): what LPIPS uses after its own scaling layer."""
+        layers = self.layers if layers is None else tuple(layers)
+        return run_taps(self.features, h, {name: VGG16_LAYERS.index(name) for name in layers}, layers)
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         _checks.floating(x, "x")

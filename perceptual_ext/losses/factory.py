@@ -18,16 +18,23 @@ LOSSES = {
     "scnn": "shallow wide random CNN (S-CNN) feature loss",
     "mmd": "patch MMD with random Fourier features",
     "mmdpp": "MMD++: patch MMD + local robust term + L2",
+    "lpips": "LPIPS v0.1 on VGG16 (backbone from --vgg-weights, random if not given; unit lin weights unless "
+             "build_loss(lpips_weights=...) names lpips's lin file)",
 }
 
 
-def build_loss(name: str, *, vgg_weights: Optional[str] = None, seed: int = 0, **kwargs) -> nn.Module:
+def build_loss(name: str, *, vgg_weights: Optional[str] = None, seed: int = 0, lpips_net: str = "vgg",
+               lpips_weights: Optional[str] = None, **kwargs) -> nn.Module:
     """Build the loss called ``name`` (see :data:`LOSSES`).
 
     Args:
         name: a key of :data:`LOSSES`.
-        vgg_weights: path to torchvision-layout VGG16 weights for ``vgg``/``gram`` (random if None).
+        vgg_weights: path to torchvision-layout VGG16 weights for ``vgg``/``gram``, and for ``lpips``
+            with ``lpips_net="vgg"`` (random if None).
         seed: seed of the random filters (random VGG, S-CNN, fixed RFF draws).
+        lpips_net: backbone of ``lpips``: ``"vgg"`` (default: lpips recommends it as an optimization
+            loss), ``"alex"`` or ``"squeeze"`` (their torchvision weights via ``backbone_weights=``).
+        lpips_weights: the lpips package's lin file for ``lpips`` (unit weights if None).
         **kwargs: passed to the loss class (e.g. ``num_features`` for ``mmd``).
     """
     if name not in LOSSES:
@@ -40,6 +47,12 @@ def build_loss(name: str, *, vgg_weights: Optional[str] = None, seed: int = 0, *
         from .perceptual import PerceptualLoss
 
         return PerceptualLoss(feature="l2" if name == "vgg" else "gram", weights=vgg_weights, seed=seed, **kwargs)
+    if name == "lpips":
+        from .lpips import LPIPS
+
+        if lpips_net == "vgg":
+            kwargs.setdefault("backbone_weights", vgg_weights)
+        return LPIPS(net=lpips_net, lin_weights=lpips_weights, seed=seed, **kwargs)
     if name == "scnn":
         from .scnn import SCNNLoss
 

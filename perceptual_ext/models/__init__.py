@@ -1,8 +1,8 @@
 """Networks: the fixed feature extractors of :mod:`perceptual_ext.features`, re-exported here
 beside the trainable image transformation networks and the colorization network."""
-from ..features import SCNN, VGG16Features
+from ..features import SCNN, AlexNetFeatures, SqueezeNet11Features, VGG16Features
 from .colorization import ColorizationNet
 from .transform import MODELS, SRCNN, StyleTransformNet, SuperResolutionNet, build_model
 
-__all__ = ["ColorizationNet", "MODELS", "SCNN", "SRCNN", "StyleTransformNet", "SuperResolutionNet", "VGG16Features",
-           "build_model"]
+__all__ = ["AlexNetFeatures", "ColorizationNet", "MODELS", "SCNN", "SRCNN", "SqueezeNet11Features",
+           "StyleTransformNet", "SuperResolutionNet", "VGG16Features", "build_model"]

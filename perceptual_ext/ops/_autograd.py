@@ -10,6 +10,7 @@ wrong second derivatives. The fake (meta) kernels stay beside each op in ``ops/X
 op                          first derivative    second derivative (double backward)
 ==========================  ==================  =========================================
 gram                        features            supported (the backward is bilinear)
+lpips_layer                 a, b, weight        RuntimeError
 match_template              image, templ        RuntimeError
 rff_patch_features          x                   RuntimeError
 scnn_features               x                   RuntimeError
@@ -151,6 +152,33 @@ def _scnn_backward(ctx, grad, _grad_masks):
 
 torch.library.register_autograd("perceptual_ext::scnn_features", _scnn_backward, setup_context=_scnn_setup_context)
 _no_double_backward("scnn_features", "scnn_features_backward")
+
+
+# lpips_layer --------------------------------------------------------------------------------
+
+def _lpips_layer_setup_context(ctx, inputs, output):
+    a, b, weight = inputs
+    ctx.save_for_backward(a, b, weight)  # the inputs only: backward recomputes the norms
+
+
+def _lpips_layer_backward(ctx, grad):
+    a, b, weight = ctx.saved_tensors
+    need_a, need_b, need_weight = ctx.needs_input_grad[:3]
+    grad_a = grad_b = grad_weight = None
+    if need_a or need_b:
+        grad_a, grad_b = _OPS.lpips_layer_backward(grad.contiguous(), a, b, weight, need_a, need_b)
+        grad_a, grad_b = (grad_a if need_a else None), (grad_b if need_b else None)
+    if need_weight:
+        # sum over n, h, w of g d_c^2; composed (it needs the difference d), only when asked for.
+        diff = (a / (a.square().sum(1, keepdim=True).sqrt() + 1e-10)
+                - b / (b.square().sum(1, keepdim=True).sqrt() + 1e-10))
+        grad_weight = (grad * diff.square()).sum(dim=(0, 2, 3))
+    return grad_a, grad_b, grad_weight
+
+
+torch.library.register_autograd("perceptual_ext::lpips_layer", _lpips_layer_backward,
+                                setup_context=_lpips_layer_setup_context)
+_no_double_backward("lpips_layer", "lpips_layer_backward")
 
 
 # soft_encoded_cross_entropy ------------------------------------------------------------------

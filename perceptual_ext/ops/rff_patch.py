@@ -8,6 +8,7 @@ from .. import (
     _C,  # noqa: F401  (registers torch.ops.perceptual_ext)
     _checks,
 )
+from ._pooling import pooled_length
 
 _OPS = torch.ops.perceptual_ext
 
@@ -21,7 +22,7 @@ def pooled_size(height: int, width: int, patch_size: int, window: int, stride: i
     """
     pad = patch_size // 2
     map_h, map_w = height + 2 * pad - patch_size + 1, width + 2 * pad - patch_size + 1
-    return (map_h - window) // stride + 1, (map_w - window) // stride + 1
+    return pooled_length(map_h, window, stride), pooled_length(map_w, window, stride)
 
 
 def _validate(x: Tensor, weight: Tensor, bias: Tensor, window: int, stride: int) -> None:

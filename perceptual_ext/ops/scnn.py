@@ -15,6 +15,7 @@ from .. import (
     _C,  # noqa: F401  (registers torch.ops.perceptual_ext)
     _checks,
 )
+from ._pooling import pooled_length
 
 _OPS = torch.ops.perceptual_ext
 _MASK_BITS = 32
@@ -134,17 +135,13 @@ def scnn_features(x: Tensor, first_weight: Tensor, first_bias: Tensor, weights: 
                               save_masks)[0]
 
 
-def _pooled(size: int, window: int, stride: int) -> int:
-    return (size - window) // stride + 1 if size >= window else 0
-
-
 @torch.library.register_fake("perceptual_ext::scnn_features")
 def _scnn_features_fake(x, first_weight, first_bias, weights, biases, window, stride, patch_norm, save_masks):
     torch._check(x.dim() == 4 and first_weight.dim() == 4 and weights.dim() == 3,
                  lambda: "scnn_features: x, first_weight must be 4-D and weights 3-D")
     n, _, h, w = x.shape
     c, depth = first_weight.shape[0], weights.shape[0]
-    ph, pw = _pooled(h, window, stride), _pooled(w, window, stride)
+    ph, pw = pooled_length(h, window, stride), pooled_length(w, window, stride)
     out = x.new_empty((n, c, ph, pw))
     if not save_masks:
         return out, x.new_empty((0,), dtype=torch.int32)

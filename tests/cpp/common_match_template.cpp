@@ -65,6 +65,13 @@ int main() {
   CHECK(score(Method::kNcc, 0.0, flat, g) == 0.0);
   CHECK(score(Method::kNcc, 0.0, s, flat_g) == 0.0);
   CHECK(score(Method::kNcc, 0.0, flat, flat_g) == 1.0);
+  // The one flat-window rule the scores and partials share: ncc tests variances, the normed
+  // methods energies.
+  CHECK(normalizers<Method::kNcc>(flat, g).flat_f() && !normalizers<Method::kNcc>(flat, g).flat_g());
+  CHECK(!normalizers<Method::kCorrNormed>(flat, g).any_flat());
+  CHECK(normalizers<Method::kNcc>(flat, flat_g).flat_rule(1.0, 0.0, 0.3) == 1.0);
+  CHECK(normalizers<Method::kNcc>(s, flat_g).flat_rule(1.0, 0.0, 0.3) == 0.0);
+  CHECK(normalizers<Method::kNcc>(s, g).flat_rule(1.0, 0.0, 0.3) == 0.3);
 
   // corr_normed / ssd_normed, including zero energy on either side.
   CHECK_NEAR(score(Method::kCorrNormed, 30.0, s, g), 1.0, 1e-12);
