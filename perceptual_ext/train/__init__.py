@@ -2,8 +2,9 @@
 
 Feed-forward networks (fast style transfer, super-resolution, colorization) share :mod:`.checkpoint` (atomic
 checkpoints, exact resume), :mod:`.distributed` (DDP under torchrun) and :mod:`.loop` (the fit loop);
-:mod:`.style`, :mod:`.superres`, :mod:`.colorization` and :mod:`.apply` hold the tasks and inference. :mod:`.optimize` and
-:mod:`.synthesis` optimize pixels: texture synthesis, style transfer by optimization, the GIM experiment.
+:mod:`.style`, :mod:`.superres`, :mod:`.colorization` and :mod:`.apply` hold the tasks and inference.
+:mod:`.optimize` and :mod:`.synthesis` optimize pixels: texture synthesis, style transfer by optimization,
+the GIM experiment.
 """
 from .apply import load_transform_net, transform_files
 from .colorization import colorize_files, load_colorization_net, train_colorization
