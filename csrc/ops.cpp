@@ -35,4 +35,15 @@ TORCH_LIBRARY(perceptual_ext, m) {
   // grad [N, 1, H, W] -> (grad_a, grad_b), each [N, C, H, W], or [0] where need_a / need_b is false
   m.def("lpips_layer_backward(Tensor grad, Tensor a, Tensor b, Tensor weight, bool need_a, bool need_b) "
         "-> (Tensor, Tensor)");
+
+  // Colorization cross-entropy with soft-encoded targets: logits [N, Q, H, W], ab [N, 2, H, W],
+  // bins [Q, 2] on a square grid, weights [Q] (or [0]: no rebalancing) -> (loss [N, H, W],
+  // log-sum-exp of the logits [N, H, W], kept for the backward pass)
+  m.def(
+      "soft_encoded_cross_entropy(Tensor logits, Tensor ab, Tensor bins, Tensor weights, int neighbors, "
+      "float sigma) -> (Tensor, Tensor)");
+  // grad [N, H, W] -> d logits [N, Q, H, W]
+  m.def(
+      "soft_encoded_cross_entropy_backward(Tensor grad, Tensor logits, Tensor ab, Tensor bins, Tensor weights, "
+      "Tensor lse, int neighbors, float sigma) -> Tensor");
 }

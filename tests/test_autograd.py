@@ -9,6 +9,7 @@ from perceptual_ext.ops import (
     match_template,
     rff_patch_features,
     scnn_features,
+    soft_encoded_cross_entropy,
 )
 
 
@@ -24,6 +25,17 @@ def _scnn(x):
                          torch.zeros(1, 4, **kw), window=4, stride=4)
 
 
+def _sece(x):
+    """soft_encoded_cross_entropy with 313 logits made from x (differentiable in x) and a fixed ab target."""
+    from perceptual_ext.losses import ab_bins
+
+    scale = torch.linspace(-2, 2, 313, device=x.device).to(x.dtype).view(1, 313, 1, 1)
+    logits = x.sum(1, keepdim=True) * scale
+    n, _, h, w = x.shape
+    ab = torch.stack(torch.meshgrid(torch.linspace(-60, 70, h), torch.linspace(-80, 60, w), indexing="ij"))
+    return soft_encoded_cross_entropy(logits, ab.expand(n, 2, h, w).to(x.device), ab_bins(device=x.device))
+
+
 def _templ(x):
     return x[..., 2:6, 1:5].detach().clone().requires_grad_(True)
 
@@ -34,6 +46,7 @@ OPS_WITHOUT_DOUBLE_BACKWARD = {
     "rff_patch_features": _rff,
     "scnn_features": _scnn,
     "lpips_layer": lambda x: lpips_layer(x, x.flip(-1).detach() + 0.1, torch.ones(2, dtype=x.dtype, device=x.device)),
+    "soft_encoded_cross_entropy": _sece,
 }
 
 
@@ -66,6 +79,7 @@ HALF_OPS = {
                                              torch.randn(1, 4, 4).to(x) / 2, torch.zeros(1, 4).to(x), 4, 4),
     "find_peaks": lambda x: find_peaks(x.sum(1), k=2)[1],
     "lpips_layer": lambda x: lpips_layer(x, x.flip(-1).detach(), torch.ones(2).to(x)),
+    "soft_encoded_cross_entropy": _sece,
 }
 
 

@@ -103,6 +103,16 @@ CASES = [
     (["fid", "{dir}", "{dir}", "--save-stats", "{out}.txt"], "must end with .npz"),
     (["fid", "{dir}", "{dir}", "--batch-size", "0"], "--batch-size must be >= 1"),
     (["fid", "{dir}", "{dir}", "--device", "bogus", "--inception-weights", "{not_ckpt}"], "--device must be"),
+    (["train-colorize", "--images", "{missing}", "--out-dir", "{out}"], "image folder not found"),
+    (["train-colorize", "--images", "{dir}", "--steps", "0", "--out-dir", "{out}"], "--steps must be >= 1"),
+    (["train-colorize", "--images", "{dir}", "--rebalance", "2", "--out-dir", "{out}"], "rebalance must be"),
+    (["train-colorize", "--images", "{dir}", "--neighbors", "40", "--out-dir", "{out}"], "neighbors must be"),
+    (["colorize", "--model", "{missing}", "{image}", "--out", "{out}.png"], "checkpoint not found"),
+    (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.png"], "no 'state_dict' entry"),
+    (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.png", "--temperature", "-1"],
+     "--temperature must be"),
+    (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.jpgx"], "unknown image format"),
+    (["colorize", "--model", "{no_weights}", "{missing}", "--out", "{out}.png"], "input not found"),
 ]
 
 

@@ -10,10 +10,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from . import feedforward, fid, gan, lpips, match, optimize
+from . import colorize, feedforward, fid, gan, lpips, match, optimize
 from ._common import UserError
 
-GROUPS = (match, feedforward, optimize, lpips, fid, gan)
+GROUPS = (match, feedforward, optimize, lpips, fid, gan, colorize)
 
 
 def build_parser() -> argparse.ArgumentParser:

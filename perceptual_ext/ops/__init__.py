@@ -10,6 +10,7 @@ from .lpips_layer import lpips_layer
 from .match_template import METHODS, find_peaks, match_template, release_fft_workspace
 from .rff_patch import rff_patch_features
 from .scnn import scnn_features
+from .soft_encoded_cross_entropy import soft_encoded_cross_entropy
 
 __all__ = ["METHODS", "find_peaks", "gram", "lpips_layer", "match_template", "release_fft_workspace",
-           "rff_patch_features", "scnn_features"]
+           "rff_patch_features", "scnn_features", "soft_encoded_cross_entropy"]

@@ -14,6 +14,7 @@ lpips_layer                 a, b, weight        RuntimeError
 match_template              image, templ        RuntimeError
 rff_patch_features          x                   RuntimeError
 scnn_features               x                   RuntimeError
+soft_encoded_cross_entropy  logits              RuntimeError
 ==========================  ==================  =========================================
 """
 from __future__ import annotations
@@ -178,3 +179,29 @@ def _lpips_layer_backward(ctx, grad):
 torch.library.register_autograd("perceptual_ext::lpips_layer", _lpips_layer_backward,
                                 setup_context=_lpips_layer_setup_context)
 _no_double_backward("lpips_layer", "lpips_layer_backward")
+
+
+# soft_encoded_cross_entropy ------------------------------------------------------------------
+
+def _sece_setup_context(ctx, inputs, output):
+    logits, ab, bins, weights, neighbors, sigma = inputs
+    ctx.neighbors, ctx.sigma = neighbors, sigma
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(logits, ab, bins, weights, output[1])
+
+
+def _sece_backward(ctx, grad, _grad_lse):
+    if any(ctx.needs_input_grad[1:4]):
+        raise RuntimeError("soft_encoded_cross_entropy: gradients with respect to ab, bins and weights are not "
+                           "implemented (they are the target and its constants); detach them")
+    if not ctx.needs_input_grad[0]:
+        return (None,) * 6
+    logits, ab, bins, weights, lse = ctx.saved_tensors
+    grad_logits = _OPS.soft_encoded_cross_entropy_backward(grad.contiguous(), logits, ab, bins, weights, lse,
+                                                           ctx.neighbors, ctx.sigma)
+    return (grad_logits,) + (None,) * 5
+
+
+torch.library.register_autograd("perceptual_ext::soft_encoded_cross_entropy", _sece_backward,
+                                setup_context=_sece_setup_context)
+_no_double_backward("soft_encoded_cross_entropy", "soft_encoded_cross_entropy_backward")

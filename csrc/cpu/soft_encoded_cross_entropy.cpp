@@ -1,0 +1,181 @@
+// Colorization cross-entropy with soft-encoded targets, CPU. Pixels are processed in runs of
+// kRun consecutive pixels of one image: the logits of a run are read class by class as
+// contiguous rows (a [Q, kRun] panel), so the max, the exp-sum and the gradient vectorize across
+// pixels (Sleef exp through at::vec::Vectorized). Per pixel the target is encoded by the shared
+// maths (common/soft_encoded_cross_entropy.h): nearest bins by the grid search, Gaussian weights,
+// rebalancing weight. Nothing of size [N, Q, H, W] is allocated besides the gradient itself; the
+// backward pass recomputes the targets and the softmax from the saved log-sum-exp.
+#include "cpu/simd.h"  // before any ATen header
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "common/soft_encoded_cross_entropy.h"
+#include "host/soft_encoded_cross_entropy_grid.h"
+
+namespace perceptual_ext {
+namespace {
+
+namespace sece = soft_encoded_cross_entropy;
+
+constexpr int64_t kRun = 64;
+
+// One run of pixels [p0, p0 + len) of image n.
+struct Run {
+  int64_t n, p0, len;
+};
+
+Run run_of(int64_t index, int64_t runs_per_image, int64_t hw) {
+  const int64_t n = index / runs_per_image, p0 = (index % runs_per_image) * kRun;
+  return {n, p0, std::min(kRun, hw - p0)};
+}
+
+// lse[p] = log sum_q exp(x[q * hw + p]) for the run's pixels (two passes over the panel).
+template <typename scalar_t>
+void run_logsumexp(const scalar_t* x, int64_t classes, int64_t hw, int64_t len, scalar_t* lse) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int64_t kV = Vec::size();
+  const int64_t vec_end = len - len % kV;
+  scalar_t m[kRun], s[kRun];
+  std::copy(x, x + len, m);
+  for (int64_t q = 1; q < classes; ++q) {
+    const scalar_t* row = x + q * hw;
+    int64_t p = 0;
+    for (; p < vec_end; p += kV) at::vec::maximum(Vec::loadu(m + p), Vec::loadu(row + p)).store(m + p);
+    for (; p < len; ++p) m[p] = (row[p] > m[p] || row[p] != row[p]) ? row[p] : m[p];
+  }
+  std::fill(s, s + len, scalar_t(0));
+  for (int64_t q = 0; q < classes; ++q) {
+    const scalar_t* row = x + q * hw;
+    int64_t p = 0;
+    for (; p < vec_end; p += kV) (Vec::loadu(s + p) + (Vec::loadu(row + p) - Vec::loadu(m + p)).exp()).store(s + p);
+    for (; p < len; ++p) s[p] += std::exp(row[p] - m[p]);
+  }
+  for (int64_t p = 0; p < len; ++p) lse[p] = (m[p] - m[p] == scalar_t(0)) ? m[p] + std::log(s[p]) : m[p];
+}
+
+template <typename scalar_t>
+sece::Target<scalar_t> target_of(const sece::Grid& grid, const scalar_t* ab, const scalar_t* bins,
+                                 const scalar_t* weights, int64_t hw, int64_t p, int k, scalar_t sigma) {
+  sece::Target<scalar_t> t;
+  sece::encode(grid, bins, weights, ab[p], ab[hw + p], k, sigma, t);
+  return t;
+}
+
+std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits_in, const at::Tensor& ab_in,
+                                               const at::Tensor& bins_in, const at::Tensor& weights_in,
+                                               int64_t neighbors, double sigma) {
+  const int64_t classes =
+      sece::check_arguments(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
+  const auto logits = logits_in.contiguous(), ab = ab_in.contiguous(), bins = bins_in.contiguous(),
+             weights = weights_in.contiguous();
+  const int64_t n = logits.size(0), hw = logits.size(2) * logits.size(3);
+  auto loss = at::empty({n, logits.size(2), logits.size(3)}, logits.options());
+  auto lse = at::empty_like(loss);
+  if (loss.numel() == 0) return {loss, lse};
+  const auto grid = sece::make_grid(bins, logits.device());
+  const auto view = grid.view();
+  const int64_t runs_per_image = (hw + kRun - 1) / kRun;
+  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "soft_encoded_cross_entropy_cpu", [&] {
+    const scalar_t* x = logits.data_ptr<scalar_t>();
+    const scalar_t* t_ab = ab.data_ptr<scalar_t>();
+    const scalar_t* b = bins.data_ptr<scalar_t>();
+    const scalar_t* w = weights.numel() ? weights.data_ptr<scalar_t>() : nullptr;
+    scalar_t* out = loss.data_ptr<scalar_t>();
+    scalar_t* out_lse = lse.data_ptr<scalar_t>();
+    const auto s = static_cast<scalar_t>(sigma);
+    at::parallel_for(0, n * runs_per_image, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t index = begin; index < end; ++index) {
+        const Run r = run_of(index, runs_per_image, hw);
+        const scalar_t* panel = x + r.n * classes * hw + r.p0;
+        scalar_t* run_lse = out_lse + r.n * hw + r.p0;
+        run_logsumexp(panel, classes, hw, r.len, run_lse);
+        for (int64_t p = 0; p < r.len; ++p) {
+          const auto t = target_of(view, t_ab + r.n * 2 * hw, b, w, hw, r.p0 + p, static_cast<int>(neighbors), s);
+          const scalar_t target = sece::target_logit(panel + p, hw, t.nearest, t.z);
+          out[r.n * hw + r.p0 + p] = sece::pixel_loss(t.v, run_lse[p], target);
+        }
+      }
+    });
+  });
+  return {loss, lse};
+}
+
+at::Tensor backward_cpu(const at::Tensor& grad_in, const at::Tensor& logits_in, const at::Tensor& ab_in,
+                        const at::Tensor& bins_in, const at::Tensor& weights_in, const at::Tensor& lse_in,
+                        int64_t neighbors, double sigma) {
+  const int64_t classes =
+      sece::check_arguments(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
+  const char* op = "soft_encoded_cross_entropy_backward";
+  check_same(grad_in, logits_in, op, "grad", "logits");
+  check_same(lse_in, logits_in, op, "lse", "logits");
+  const auto expected = std::vector<int64_t>{logits_in.size(0), logits_in.size(2), logits_in.size(3)};
+  TORCH_CHECK(grad_in.sizes() == expected, op, ": grad must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
+              grad_in.sizes());
+  TORCH_CHECK(lse_in.sizes() == expected, op, ": lse must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
+              lse_in.sizes());
+  const auto logits = logits_in.contiguous(), ab = ab_in.contiguous(), bins = bins_in.contiguous(),
+             weights = weights_in.contiguous(), grad = grad_in.contiguous(), lse = lse_in.contiguous();
+  auto out = at::empty_like(logits);
+  if (out.numel() == 0) return out;
+  const auto grid = sece::make_grid(bins, logits.device());
+  const auto view = grid.view();
+  const int64_t n = logits.size(0), hw = logits.size(2) * logits.size(3);
+  const int64_t runs_per_image = (hw + kRun - 1) / kRun;
+  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "soft_encoded_cross_entropy_backward_cpu", [&] {
+    using Vec = at::vec::Vectorized<scalar_t>;
+    constexpr int64_t kV = Vec::size();
+    const scalar_t* x = logits.data_ptr<scalar_t>();
+    const scalar_t* t_ab = ab.data_ptr<scalar_t>();
+    const scalar_t* b = bins.data_ptr<scalar_t>();
+    const scalar_t* w = weights.numel() ? weights.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    const scalar_t* l = lse.data_ptr<scalar_t>();
+    scalar_t* dx = out.data_ptr<scalar_t>();
+    const auto s = static_cast<scalar_t>(sigma);
+    at::parallel_for(0, n * runs_per_image, 1, [&](int64_t begin, int64_t end) {
+      scalar_t scale[kRun];
+      sece::Target<scalar_t> targets[kRun];
+      for (int64_t index = begin; index < end; ++index) {
+        const Run r = run_of(index, runs_per_image, hw);
+        const int64_t offset = r.n * classes * hw + r.p0;
+        const scalar_t* run_lse = l + r.n * hw + r.p0;
+        for (int64_t p = 0; p < r.len; ++p) {
+          targets[p] = target_of(view, t_ab + r.n * 2 * hw, b, w, hw, r.p0 + p, static_cast<int>(neighbors), s);
+          scale[p] = g[r.n * hw + r.p0 + p] * targets[p].v;
+        }
+        const int64_t vec_end = r.len - r.len % kV;
+        for (int64_t q = 0; q < classes; ++q) {
+          const scalar_t* row = x + offset + q * hw;
+          scalar_t* drow = dx + offset + q * hw;
+          int64_t p = 0;
+          for (; p < vec_end; p += kV)
+            (Vec::loadu(scale + p) * (Vec::loadu(row + p) - Vec::loadu(run_lse + p)).exp()).store(drow + p);
+          for (; p < r.len; ++p) drow[p] = sece::softmax_grad(scale[p], row[p], run_lse[p]);
+        }
+        for (int64_t p = 0; p < r.len; ++p) {
+          const auto& t = targets[p];
+          for (int j = 0; j < t.nearest.count; ++j)
+            dx[offset + static_cast<int64_t>(t.nearest.bin[j]) * hw + p] -= scale[p] * t.z[j];
+        }
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(perceptual_ext, CPU, m) {
+  m.impl("soft_encoded_cross_entropy", &forward_cpu);
+  m.impl("soft_encoded_cross_entropy_backward", &backward_cpu);
+}
+
+}  // namespace perceptual_ext

@@ -1,0 +1,117 @@
+// Colorization cross-entropy with soft-encoded targets, CUDA: one thread per pixel (grid-stride
+// loop). Adjacent threads take adjacent pixels, so every read of a class row of the logits (and
+// every write of the gradient) is coalesced. The maths — grid search for the nearest bins,
+// Gaussian weights, log-sum-exp, loss and gradient terms — is common/soft_encoded_cross_entropy.h.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <tuple>
+#include <vector>
+
+#include "common/soft_encoded_cross_entropy.h"
+#include "cuda/helpers.h"
+#include "host/soft_encoded_cross_entropy_grid.h"
+
+namespace perceptual_ext {
+namespace {
+
+namespace sece = soft_encoded_cross_entropy;
+
+template <typename scalar_t>
+__global__ void forward_kernel(const scalar_t* __restrict__ logits, const scalar_t* __restrict__ ab,
+                               const scalar_t* __restrict__ bins, const scalar_t* __restrict__ weights, sece::Grid grid,
+                               int64_t batch, int64_t classes, int64_t hw, int k, scalar_t sigma,
+                               scalar_t* __restrict__ loss, scalar_t* __restrict__ lse) {
+  PE_GRID_STRIDE_LOOP(i, batch * hw) {
+    const int64_t n = i / hw, p = i % hw;
+    const scalar_t* x = logits + n * classes * hw + p;
+    sece::Target<scalar_t> t;
+    sece::encode(grid, bins, weights, ab[n * 2 * hw + p], ab[(n * 2 + 1) * hw + p], k, sigma, t);
+    const scalar_t m = sece::logsumexp(x, hw, classes);
+    lse[i] = m;
+    loss[i] = sece::pixel_loss(t.v, m, sece::target_logit(x, hw, t.nearest, t.z));
+  }
+}
+
+template <typename scalar_t>
+__global__ void backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ logits,
+                                const scalar_t* __restrict__ ab, const scalar_t* __restrict__ bins,
+                                const scalar_t* __restrict__ weights, const scalar_t* __restrict__ lse, sece::Grid grid,
+                                int64_t batch, int64_t classes, int64_t hw, int k, scalar_t sigma,
+                                scalar_t* __restrict__ out) {
+  PE_GRID_STRIDE_LOOP(i, batch * hw) {
+    const int64_t n = i / hw, p = i % hw;
+    const int64_t offset = n * classes * hw + p;
+    sece::Target<scalar_t> t;
+    sece::encode(grid, bins, weights, ab[n * 2 * hw + p], ab[(n * 2 + 1) * hw + p], k, sigma, t);
+    const scalar_t scale = grad[i] * t.v, m = lse[i];
+    for (int64_t q = 0; q < classes; ++q) out[offset + q * hw] = sece::softmax_grad(scale, logits[offset + q * hw], m);
+    for (int j = 0; j < t.nearest.count; ++j)
+      out[offset + static_cast<int64_t>(t.nearest.bin[j]) * hw] -= scale * t.z[j];
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& logits_in, const at::Tensor& ab_in,
+                                                const at::Tensor& bins_in, const at::Tensor& weights_in,
+                                                int64_t neighbors, double sigma) {
+  const int64_t classes =
+      sece::check_arguments(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
+  const c10::cuda::CUDAGuard guard(logits_in.device());
+  const auto logits = logits_in.contiguous(), ab = ab_in.contiguous(), bins = bins_in.contiguous(),
+             weights = weights_in.contiguous();
+  const int64_t n = logits.size(0), hw = logits.size(2) * logits.size(3);
+  auto loss = at::empty({n, logits.size(2), logits.size(3)}, logits.options());
+  auto lse = at::empty_like(loss);
+  if (loss.numel() == 0) return {loss, lse};
+  const auto grid = sece::make_grid(bins, logits.device());
+  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "soft_encoded_cross_entropy_cuda", [&] {
+    forward_kernel<scalar_t><<<cuda::grid_size(n * hw), cuda::kThreads, 0, cuda::current_stream()>>>(
+        logits.data_ptr<scalar_t>(), ab.data_ptr<scalar_t>(), bins.data_ptr<scalar_t>(),
+        weights.numel() ? weights.data_ptr<scalar_t>() : nullptr, grid.view(), n, classes, hw,
+        static_cast<int>(neighbors), static_cast<scalar_t>(sigma), loss.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {loss, lse};
+}
+
+at::Tensor backward_cuda(const at::Tensor& grad_in, const at::Tensor& logits_in, const at::Tensor& ab_in,
+                         const at::Tensor& bins_in, const at::Tensor& weights_in, const at::Tensor& lse_in,
+                         int64_t neighbors, double sigma) {
+  const int64_t classes =
+      sece::check_arguments(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
+  const char* op = "soft_encoded_cross_entropy_backward";
+  check_same(grad_in, logits_in, op, "grad", "logits");
+  check_same(lse_in, logits_in, op, "lse", "logits");
+  const auto expected = std::vector<int64_t>{logits_in.size(0), logits_in.size(2), logits_in.size(3)};
+  TORCH_CHECK(grad_in.sizes() == expected, op, ": grad must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
+              grad_in.sizes());
+  TORCH_CHECK(lse_in.sizes() == expected, op, ": lse must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
+              lse_in.sizes());
+  const c10::cuda::CUDAGuard guard(logits_in.device());
+  const auto logits = logits_in.contiguous(), ab = ab_in.contiguous(), bins = bins_in.contiguous(),
+             weights = weights_in.contiguous(), grad = grad_in.contiguous(), lse = lse_in.contiguous();
+  auto out = at::empty_like(logits);
+  if (out.numel() == 0) return out;
+  const auto grid = sece::make_grid(bins, logits.device());
+  const int64_t n = logits.size(0), hw = logits.size(2) * logits.size(3);
+  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "soft_encoded_cross_entropy_backward_cuda", [&] {
+    backward_kernel<scalar_t><<<cuda::grid_size(n * hw), cuda::kThreads, 0, cuda::current_stream()>>>(
+        grad.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), ab.data_ptr<scalar_t>(), bins.data_ptr<scalar_t>(),
+        weights.numel() ? weights.data_ptr<scalar_t>() : nullptr, lse.data_ptr<scalar_t>(), grid.view(), n, classes, hw,
+        static_cast<int>(neighbors), static_cast<scalar_t>(sigma), out.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(perceptual_ext, CUDA, m) {
+  m.impl("soft_encoded_cross_entropy", &forward_cuda);
+  m.impl("soft_encoded_cross_entropy_backward", &backward_cuda);
+}
+
+}  // namespace perceptual_ext

@@ -1,0 +1,124 @@
+"""Colorization (Zhang et al. 2016): ``train-colorize`` and ``colorize``."""
+from __future__ import annotations
+
+import os
+
+from ._common import (UserError, add_command, add_device_option, check_outputs, device, existing_dir, positive,
+                      user_errors)
+
+
+def _add_train_colorize(sub) -> None:
+    p = add_command(
+        sub, "train-colorize", _run_train_colorize, help="train a colorization network (Zhang et al. 2016)",
+        description="Train a ColorizationNet (L in, 313 ab-bin logits at 1/4 resolution) on random crops with the\n"
+                    "class-rebalanced soft-encoded cross-entropy. The prior of the ab bins is estimated from the\n"
+                    "training images (--no-rebalance turns rebalancing off). Runs under torchrun for DDP.",
+        examples=["perceptual-ext train-colorize --images photos/ --steps 20000 --image-size 128",
+                  "perceptual-ext train-colorize --steps 300 --image-size 64   # scikit-image colour samples, offline",
+                  "torchrun --nproc_per_node=2 -m perceptual_ext.cli train-colorize --images photos/",
+                  "perceptual-ext train-colorize --images photos/ --resume runs/colorize/checkpoint.pt --steps 40000"])
+    p.add_argument("--images", metavar="DIR", help="folder of colour training images (default: scikit-image samples)")
+    p.add_argument("--steps", type=int, default=2000, help="total optimizer steps (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="crops per step and process (default %(default)s; global batch = processes x this)")
+    p.add_argument("--image-size", type=int, default=64, help="training crop side (default %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default %(default)s)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="Adam (default) or plain SGD")
+    p.add_argument("--widths", type=int, nargs=3, default=(32, 64, 128), metavar=("W1", "W2", "W3"),
+                   help="channels of the 1/2, 1/4 and dilated stages (default 32 64 128)")
+    p.add_argument("--dilated", type=int, default=2, help="dilated blocks (default %(default)s)")
+    p.add_argument("--norm", choices=("batch", "none"), default="batch",
+                   help="batch: BatchNorm after each block (default, the paper's); none")
+    p.add_argument("--no-rebalance", action="store_true", help="no class rebalancing (v = 1)")
+    p.add_argument("--rebalance", type=float, default=0.5, help="lambda, uniform share of the prior (default 0.5)")
+    p.add_argument("--neighbors", type=int, default=5,
+                   help="bins per soft-encoded target (paper 5; the authors' code 10; default %(default)s)")
+    p.add_argument("--sigma", type=float, default=5.0, help="soft-encoding Gaussian sigma (default %(default)s)")
+    p.add_argument("--out-dir", default="runs/colorize",
+                   help="checkpoint.pt and samples/ go here (default %(default)s)")
+    p.add_argument("--resume", metavar="CKPT", help="continue a run from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/checkpoint.pt")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images (default %(default)s)")
+    p.add_argument("--sample-every", type=int, default=500, help="write a sample PNG every N steps (0: never)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
+    p.add_argument("--seed", type=int, default=0, help="initialisation, data order and crops (default 0)")
+    add_device_option(p)
+
+
+def _run_train_colorize(args) -> int:
+    from ..train import train_colorization
+
+    existing_dir(args.images, "image")
+    dev = device(args.device)
+    for flag in ("steps", "batch_size", "image_size"):
+        positive(getattr(args, flag), "--" + flag.replace("_", "-"))
+    positive(args.workers, "--workers", minimum=0)
+    with user_errors():
+        result = train_colorization(
+            args.images, out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size,
+            image_size=args.image_size, lr=args.lr, optimizer=args.optimizer, widths=tuple(args.widths),
+            dilated=args.dilated, norm=args.norm, prior=None if args.no_rebalance else "estimate",
+            rebalance=args.rebalance, neighbors=args.neighbors, sigma=args.sigma, seed=args.seed, device=dev,
+            num_workers=args.workers,
+            sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, resume=args.resume,
+            overwrite=args.overwrite)
+    if result["checkpoint"]:
+        h = result["history"]
+        print(f"checkpoint: {result['checkpoint']}  (step {result['steps']}, last loss {h[-1]:.5g})" if h
+              else f"checkpoint: {result['checkpoint']}")
+    return 0
+
+
+def _add_colorize(sub) -> None:
+    p = add_command(
+        sub, "colorize", _run_colorize, help="colour grey images with a trained colorization network",
+        description="Colour an image, or every image of a folder, from its lightness with a network trained by\n"
+                    "`train-colorize`: the annealed mean of the predicted ab distribution (T = 0.38 as in the\n"
+                    "paper; T = 1 is the plain mean, T -> 0 the mode). Colour inputs are reduced to their L first.",
+        examples=["perceptual-ext colorize --model runs/colorize/checkpoint.pt grey.png --out colour.png",
+                  "perceptual-ext colorize --model runs/colorize/checkpoint.pt old_photos/ --out coloured/",
+                  "perceptual-ext colorize --model runs/colorize/checkpoint.pt grey.png --out vivid.png "
+                  "--temperature 0.2"])
+    p.add_argument("--model", metavar="CKPT", required=True, help="a train-colorize checkpoint")
+    p.add_argument("input", metavar="IMAGE_OR_DIR")
+    p.add_argument("--out", required=True, help="output file, or folder when the input is a folder")
+    p.add_argument("--temperature", type=float, default=0.38, help="annealed-mean temperature (default %(default)s)")
+    add_device_option(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def _io_pairs(source: str, out: str):
+    from ..data import list_images
+
+    if os.path.isdir(source):
+        inputs = list_images(source)
+        if not inputs:
+            raise UserError(f"no images in {source}")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise UserError(f"--out must be a folder when the input is a folder: {out}")
+        return inputs, [os.path.join(out, os.path.splitext(os.path.basename(p))[0] + ".png") for p in inputs]
+    if not os.path.isfile(source):
+        raise UserError(f"input not found: {source}")
+    if os.path.isdir(out):
+        out = os.path.join(out, os.path.splitext(os.path.basename(source))[0] + ".png")
+    return [source], [out]
+
+
+def _run_colorize(args) -> int:
+    from ..train import colorize_files, load_colorization_net
+
+    dev = device(args.device)
+    if not args.temperature >= 0 or args.temperature == float("inf"):
+        raise UserError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    inputs, outputs = _io_pairs(args.input, args.out)
+    check_outputs(outputs, args.overwrite, images=True)
+    with user_errors():
+        model, _ = load_colorization_net(args.model, dev)
+    with user_errors():
+        count = colorize_files(model, inputs, outputs, temperature=args.temperature, device=dev,
+                               overwrite=args.overwrite)
+    print(f"wrote {count} image(s): {outputs[0]}" + (" ..." if count > 1 else ""))
+    return 0
+
+
+COMMANDS = [_add_train_colorize, _add_colorize]
