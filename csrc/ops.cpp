@@ -12,16 +12,19 @@ TORCH_LIBRARY(perceptual_ext, m) {
   // cos(conv(reflect_pad(x)) + b) [N, F, h', w'] over window x window windows, stride `stride`.
   m.def("rff_patch_features(Tensor x, Tensor weight, Tensor bias, int window, int stride) -> Tensor");
   // grad [N, F, h', w'] -> d x [N, C, H, W] (weight and bias are fixed random features)
-  m.def("rff_patch_features_backward(Tensor grad, Tensor x, Tensor weight, Tensor bias, int window, "
-        "int stride) -> Tensor");
+  m.def(
+      "rff_patch_features_backward(Tensor grad, Tensor x, Tensor weight, Tensor bias, int window, "
+      "int stride) -> Tensor");
 
   // S-CNN (fused): x [N, C_in, H, W], first_weight [C, C_in, P, P], first_bias [C], weights [D, C, C],
   // biases [D, C] -> (pooled [N, C, h', w'], ReLU masks [N, D+1, Hc*Wc, ceil(C/32)] int32 or [0])
-  m.def("scnn_features(Tensor x, Tensor first_weight, Tensor first_bias, Tensor weights, Tensor biases, "
-        "int window, int stride, bool patch_norm, bool save_masks) -> (Tensor, Tensor)");
+  m.def(
+      "scnn_features(Tensor x, Tensor first_weight, Tensor first_bias, Tensor weights, Tensor biases, "
+      "int window, int stride, bool patch_norm, bool save_masks) -> (Tensor, Tensor)");
   // grad [N, C, h', w'] -> d x [N, C_in, H, W]
-  m.def("scnn_features_backward(Tensor grad, Tensor x, Tensor first_weight, Tensor weights, Tensor masks, "
-        "int window, int stride, bool patch_norm) -> Tensor");
+  m.def(
+      "scnn_features_backward(Tensor grad, Tensor x, Tensor first_weight, Tensor weights, Tensor masks, "
+      "int window, int stride, bool patch_norm) -> Tensor");
 
   // Template matching. image [N, C, H, W], templ [K, C, h, w] -> [N, K, H-h+1, W-w+1];
   // method: corr | zero_mean_corr | ssd | ncc | ssd_normed | corr_normed
@@ -33,8 +36,9 @@ TORCH_LIBRARY(perceptual_ext, m) {
   // norms over channels per pixel (lpips v0.1, eps 1e-10 added to each norm)
   m.def("lpips_layer(Tensor a, Tensor b, Tensor weight) -> Tensor");
   // grad [N, 1, H, W] -> (grad_a, grad_b), each [N, C, H, W], or [0] where need_a / need_b is false
-  m.def("lpips_layer_backward(Tensor grad, Tensor a, Tensor b, Tensor weight, bool need_a, bool need_b) "
-        "-> (Tensor, Tensor)");
+  m.def(
+      "lpips_layer_backward(Tensor grad, Tensor a, Tensor b, Tensor weight, bool need_a, bool need_b) "
+      "-> (Tensor, Tensor)");
 
   // Colorization cross-entropy with soft-encoded targets: logits [N, Q, H, W], ab [N, 2, H, W],
   // bins [Q, 2] on a square grid, weights [Q] (or [0]: no rebalancing) -> (loss [N, H, W],

@@ -69,8 +69,8 @@ PE_HOST_DEVICE PE_INLINE acc_t input_grad(acc_t u, acc_t x, acc_t inv, acc_t r) 
 // One pixel, channels `stride` elements apart (NCHW: stride = H * W). Two passes: the norms, then
 // the weighted squared differences.
 template <typename scalar_t, typename acc_t>
-PE_HOST_DEVICE PE_INLINE acc_t pixel_forward(const scalar_t* a, const scalar_t* b, const scalar_t* w,
-                                             int64_t channels, int64_t stride) {
+PE_HOST_DEVICE PE_INLINE acc_t pixel_forward(const scalar_t* a, const scalar_t* b, const scalar_t* w, int64_t channels,
+                                             int64_t stride) {
   using std::sqrt;
   acc_t sa = 0, sb = 0;
   for (int64_t c = 0; c < channels; ++c) {

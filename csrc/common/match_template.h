@@ -48,7 +48,9 @@ PE_HOST_DEVICE constexpr bool centred_cross(Method m) {
   return zero_mean_template(m) || m == Method::kSsd || m == Method::kSsdNormed;
 }
 // Needs the per-channel window sums S1_c.
-PE_HOST_DEVICE constexpr bool needs_sum(Method m) { return centred_cross(m); }
+PE_HOST_DEVICE constexpr bool needs_sum(Method m) {
+  return centred_cross(m);
+}
 // Needs the window energy S2.
 PE_HOST_DEVICE constexpr bool needs_energy(Method m) {
   return m == Method::kSsd || m == Method::kNcc || m == Method::kSsdNormed || m == Method::kCorrNormed;
@@ -80,8 +82,7 @@ PE_HOST_DEVICE PE_INLINE BoxRow box_row(const double* sat, int64_t stride, int64
   return box_between(sat + y * stride, sat + (y + h) * stride, w);
 }
 
-PE_HOST_DEVICE PE_INLINE double box_sum(const double* sat, int64_t stride, int64_t y, int64_t x, int64_t h,
-                                        int64_t w) {
+PE_HOST_DEVICE PE_INLINE double box_sum(const double* sat, int64_t stride, int64_t y, int64_t x, int64_t h, int64_t w) {
   return box_row(sat, stride, y, h, w).sum(x);
 }
 
@@ -91,12 +92,16 @@ PE_HOST_DEVICE PE_INLINE double box_magnitude(const double* sat, int64_t stride,
 }
 
 // max(v, 0) that keeps NaN (v > 0 ? v : 0 would turn NaN into 0: a perfect ssd match).
-PE_HOST_DEVICE PE_INLINE double keep_nan_max0(double v) { return !(v < 0.0) ? v : 0.0; }
+PE_HOST_DEVICE PE_INLINE double keep_nan_max0(double v) {
+  return !(v < 0.0) ? v : 0.0;
+}
 
 // 0 for finite v, NaN for NaN or inf. Added to a flat-window value, so that the rule "one side
 // flat -> a constant" does not hide a NaN on the other side (a select on isnan would do the same,
 // but this stays plain arithmetic in the vectorized epilogue).
-PE_HOST_DEVICE PE_INLINE double nan_of(double v) { return v - v; }
+PE_HOST_DEVICE PE_INLINE double nan_of(double v) {
+  return v - v;
+}
 
 // Statistics of one image window.
 struct WindowStats {
@@ -128,8 +133,8 @@ struct WindowAccumulator {
 
 // Statistics of one template, computed once per template in double.
 struct TemplateStats {
-  double energy;      // G2 = sum g^2
-  double variance;    // V_g = sum (g - mean_c g)^2
+  double energy;    // G2 = sum g^2
+  double variance;  // V_g = sum (g - mean_c g)^2
   double energy_tol;
   double var_tol;
 };
@@ -196,7 +201,9 @@ PE_HOST_DEVICE PE_INLINE Normalizers normalizers(const WindowStats& f, const Tem
 }
 
 // Clamp to [-1, 1]; NaN stays NaN (both comparisons are false for it).
-PE_HOST_DEVICE PE_INLINE double clamp_unit(double v) { return v > 1.0 ? 1.0 : (v < -1.0 ? -1.0 : v); }
+PE_HOST_DEVICE PE_INLINE double clamp_unit(double v) {
+  return v > 1.0 ? 1.0 : (v < -1.0 ? -1.0 : v);
+}
 
 // Score of one window against one template from the cross term X, for a method known at compile
 // time. Branch-free (selects, not returns), so that a loop over windows vectorizes on the CPU;
@@ -224,12 +231,18 @@ PE_HOST_DEVICE PE_INLINE double score_of(double x, const WindowStats& f, const T
 template <typename Fn>
 PE_HOST_DEVICE PE_INLINE auto dispatch_method(Method method, Fn&& fn) {
   switch (method) {
-    case Method::kCorr: return fn(std::integral_constant<Method, Method::kCorr>{});
-    case Method::kZeroMeanCorr: return fn(std::integral_constant<Method, Method::kZeroMeanCorr>{});
-    case Method::kSsd: return fn(std::integral_constant<Method, Method::kSsd>{});
-    case Method::kNcc: return fn(std::integral_constant<Method, Method::kNcc>{});
-    case Method::kSsdNormed: return fn(std::integral_constant<Method, Method::kSsdNormed>{});
-    case Method::kCorrNormed: break;
+    case Method::kCorr:
+      return fn(std::integral_constant<Method, Method::kCorr>{});
+    case Method::kZeroMeanCorr:
+      return fn(std::integral_constant<Method, Method::kZeroMeanCorr>{});
+    case Method::kSsd:
+      return fn(std::integral_constant<Method, Method::kSsd>{});
+    case Method::kNcc:
+      return fn(std::integral_constant<Method, Method::kNcc>{});
+    case Method::kSsdNormed:
+      return fn(std::integral_constant<Method, Method::kSsdNormed>{});
+    case Method::kCorrNormed:
+      break;
   }
   return fn(std::integral_constant<Method, Method::kCorrNormed>{});
 }
@@ -291,8 +304,8 @@ PE_HOST_DEVICE PE_INLINE Partials partials(Method method, double x, const Window
 // columns, so narrow outputs waste lanes) against the FFT path's transforms and spectral products
 // at the padded size P = Hf * Wf. The constants are measured ratios of the two paths' throughput
 // on the CPU (direct: vectorized float FMAs; FFT: ATen's, MKL in the PyPI wheels).
-PE_HOST_DEVICE PE_INLINE double direct_cost(int64_t n, int64_t i, int64_t o, int64_t out_h, int64_t out_w,
-                                            int64_t h, int64_t w, int64_t lanes) {
+PE_HOST_DEVICE PE_INLINE double direct_cost(int64_t n, int64_t i, int64_t o, int64_t out_h, int64_t out_w, int64_t h,
+                                            int64_t w, int64_t lanes) {
   const int64_t padded_w = ((out_w + lanes - 1) / lanes) * lanes;
   return static_cast<double>(n) * i * o * out_h * padded_w * h * w;
 }

@@ -53,8 +53,8 @@ PE_HOST_DEVICE PE_INLINE Span tile_span_in_row(int64_t y, int64_t width, int64_t
 // Column entry k = (c * P + ky) * P + kx of output pixel (y, x) is x[c, y + ky - P/2, x + kx - P/2],
 // zero outside the image (zero padding P//2, as nn.Conv2d(padding=P // 2) in seed 004's code).
 template <typename T>
-PE_HOST_DEVICE PE_INLINE void gather_patch(const T* image, int64_t channels, int64_t height, int64_t width,
-                                           int64_t y, int64_t x, int64_t patch, T* column) {
+PE_HOST_DEVICE PE_INLINE void gather_patch(const T* image, int64_t channels, int64_t height, int64_t width, int64_t y,
+                                           int64_t x, int64_t patch, T* column) {
   const int64_t r = patch / 2;
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t ky = 0; ky < patch; ++ky) {
@@ -131,7 +131,9 @@ PE_HOST_DEVICE PE_INLINE double patch_grad_at(const T* dcols, int64_t c, int64_t
 
 constexpr int64_t kMaskBits = 32;
 
-PE_HOST_DEVICE PE_INLINE int64_t mask_words(int64_t channels) { return (channels + kMaskBits - 1) / kMaskBits; }
+PE_HOST_DEVICE PE_INLINE int64_t mask_words(int64_t channels) {
+  return (channels + kMaskBits - 1) / kMaskBits;
+}
 
 // ReLU in place on count <= 32 values; bit k of the result is 1 where value k was > 0 (the
 // derivative torch's relu uses: 0 at exactly 0).

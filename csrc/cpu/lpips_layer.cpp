@@ -60,7 +60,8 @@ void forward_block(const scalar_t* a, const scalar_t* b, const scalar_t* w, int6
     const scalar_t* x = a + c * stride;
     const scalar_t* y = b + c * stride;
     const scalar_t wc = w[c];
-    for (int64_t t = 0; t < count; ++t) acc[t] += ll::term<scalar_t>(wc, ll::unit_diff<scalar_t>(x[t], y[t], ia[t], ib[t]));
+    for (int64_t t = 0; t < count; ++t)
+      acc[t] += ll::term<scalar_t>(wc, ll::unit_diff<scalar_t>(x[t], y[t], ia[t], ib[t]));
   }
   std::copy(acc, acc + count, out);
 }

@@ -104,8 +104,8 @@ at::Tensor direct_xcorr_cpu(const at::Tensor& input, const at::Tensor& weight) {
           direct_row<scalar_t, kTemplBlock, 2>(in_n, wt_b, out_b, ci, in_h, in_w, h, w, out_h, out_w, y);
         } else {
           for (int64_t oo = o0; oo < o; ++oo)
-            direct_row<scalar_t, 1, 4>(in_n, wt + oo * ci * h * w, res + (nn * o + oo) * out_h * out_w, ci, in_h,
-                                       in_w, h, w, out_h, out_w, y);
+            direct_row<scalar_t, 1, 4>(in_n, wt + oo * ci * h * w, res + (nn * o + oo) * out_h * out_w, ci, in_h, in_w,
+                                       h, w, out_h, out_w, y);
         }
       }
     });
@@ -149,8 +149,14 @@ struct StatisticsRow {
   std::vector<double> sum_sq, sum_tol, energy, variance, energy_tol, var_tol;
 
   StatisticsRow(int64_t channels, int64_t width)
-      : width(width), s1(channels * width), sum_sq(width), sum_tol(width), energy(width), variance(width),
-        energy_tol(width), var_tol(width) {}
+      : width(width),
+        s1(channels * width),
+        sum_sq(width),
+        sum_tol(width),
+        energy(width),
+        variance(width),
+        energy_tol(width),
+        var_tol(width) {}
 
   // The first `count` (<= width) windows. channel_boxes: `channels` boxes, or nullptr; energy_box:
   // nullptr where S2 is not needed.

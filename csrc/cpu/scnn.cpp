@@ -25,11 +25,12 @@ constexpr int64_t kTileElements = 384 * 1024;
 // Elementwise passes go parallel only above ~32K element operations per task: waking the thread
 // pool costs more than a small pass (and far more on a loaded machine).
 constexpr int64_t kMinTaskWork = 32 * 1024;
-int64_t grain(int64_t work_per_item) { return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, work_per_item)); }
+int64_t grain(int64_t work_per_item) {
+  return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(1, work_per_item));
+}
 
 struct CpuKernels {
-  static void im2col(const at::Tensor& image, at::Tensor& cols, const scnn::Geometry& g, int64_t p0,
-                     bool patch_norm) {
+  static void im2col(const at::Tensor& image, at::Tensor& cols, const scnn::Geometry& g, int64_t p0, bool patch_norm) {
     AT_DISPATCH_FLOATING_TYPES(cols.scalar_type(), "scnn_im2col_cpu", [&] {
       const scalar_t* src = image.data_ptr<scalar_t>();
       scalar_t* dst = cols.data_ptr<scalar_t>();
@@ -38,8 +39,7 @@ struct CpuKernels {
         for (int64_t i = begin; i < end; ++i) {
           const int64_t p = p0 + i;
           scalar_t* column = dst + i * length;
-          scnn::gather_patch(src, g.in_channels, g.height, g.width, p / g.covered_w, p % g.covered_w, g.patch,
-                             column);
+          scnn::gather_patch(src, g.in_channels, g.height, g.width, p / g.covered_w, p % g.covered_w, g.patch, column);
           if (patch_norm) scnn::patch_normalize(column, length);
         }
       });
@@ -163,15 +163,17 @@ struct CpuKernels {
           const int64_t c = k / rows, yy = y_begin + k % rows;
           scalar_t* row = dst + (c * g.height + yy) * g.width;
           for (int64_t xx = 0; xx < x_end; ++xx)
-            row[xx] += static_cast<scalar_t>(scnn::patch_grad_at(d, c, yy, xx, g.patch, g.covered_h, g.covered_w, p0,
-                                                                 p0 + t, g.in_channels));
+            row[xx] += static_cast<scalar_t>(
+                scnn::patch_grad_at(d, c, yy, xx, g.patch, g.covered_h, g.covered_w, p0, p0 + t, g.in_channels));
         }
       });
     });
   }
 };
 
-void check_dtype_cpu(const at::Tensor& x, const char* op) { check_dtype(x, {at::kFloat, at::kDouble}, op, "x"); }
+void check_dtype_cpu(const at::Tensor& x, const char* op) {
+  check_dtype(x, {at::kFloat, at::kDouble}, op, "x");
+}
 
 // Pixels per tile: ~kTileElements activations, and a tile count per image that is a multiple of the
 // thread count, so the threads get equal work.

@@ -2,5 +2,7 @@
 #include <cuda_runtime_api.h>
 
 namespace perceptual_ext {
-int cuda_runtime_version() { return CUDART_VERSION; }
+int cuda_runtime_version() {
+  return CUDART_VERSION;
+}
 }  // namespace perceptual_ext

@@ -31,8 +31,8 @@ __global__ void forward_kernel(const scalar_t* __restrict__ a, const scalar_t* _
 template <typename scalar_t>
 __global__ void backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ a,
                                 const scalar_t* __restrict__ b, const scalar_t* __restrict__ w,
-                                scalar_t* __restrict__ da, scalar_t* __restrict__ db, int64_t batch,
-                                int64_t channels, int64_t pixels) {
+                                scalar_t* __restrict__ da, scalar_t* __restrict__ db, int64_t batch, int64_t channels,
+                                int64_t pixels) {
   PE_GRID_STRIDE_LOOP(i, batch * pixels) {
     const int64_t n = i / pixels, p = i % pixels;
     const int64_t offset = n * channels * pixels + p;

@@ -7,8 +7,7 @@
 
 namespace perceptual_ext {
 
-inline void check_rank(const at::Tensor& t, int64_t rank, const char* op, const char* name,
-                       const char* layout) {
+inline void check_rank(const at::Tensor& t, int64_t rank, const char* op, const char* name, const char* layout) {
   TORCH_CHECK(t.dim() == rank, op, ": ", name, " must be ", layout, ", got shape ", t.sizes());
 }
 

@@ -12,8 +12,7 @@ namespace gram {
 
 // out[:, i, j] = scale * sum_l x[:, i, l] x[:, j, l] for the blocks on and above the block
 // diagonal. `out` is [N, C, C], `features` [N, C, L]; entries in mirrored blocks are left unset.
-inline void upper_block_triangle(at::Tensor& out, const at::Tensor& features, const BlockPlan& plan,
-                                 double scale) {
+inline void upper_block_triangle(at::Tensor& out, const at::Tensor& features, const BlockPlan& plan, double scale) {
   // One GEMM per block row: the strip from the diagonal block to the last column. Same products
   // as block-by-block, in num_blocks calls instead of num_blocks^2 / 2.
   for (int64_t n = 0; n < features.size(0); ++n) {

@@ -16,8 +16,7 @@ inline void check_lpips_layer_inputs(const at::Tensor& a, const at::Tensor& b, c
   check_dtype(a, {at::kFloat, at::kDouble}, op, "a");
   check_same(a, b, op, "a", "b");
   check_same(a, weight, op, "a", "weight");
-  TORCH_CHECK(a.sizes() == b.sizes(), op, ": a and b must have the same shape, got ", a.sizes(), " and ",
-              b.sizes());
+  TORCH_CHECK(a.sizes() == b.sizes(), op, ": a and b must have the same shape, got ", a.sizes(), " and ", b.sizes());
   TORCH_CHECK(weight.size(0) == a.size(1), op, ": weight must be [C] with C = ", a.size(1),
               " (the channels of a), got shape ", weight.sizes());
 }

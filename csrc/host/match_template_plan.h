@@ -25,8 +25,10 @@ inline Method parse_method(const std::string& name) {
   if (name == "ncc") return Method::kNcc;
   if (name == "ssd_normed") return Method::kSsdNormed;
   if (name == "corr_normed") return Method::kCorrNormed;
-  TORCH_CHECK(false, "match_template: method must be one of corr, zero_mean_corr, ssd, ncc, ssd_normed, "
-              "corr_normed, got '", name, "'");
+  TORCH_CHECK(false,
+              "match_template: method must be one of corr, zero_mean_corr, ssd, ncc, ssd_normed, "
+              "corr_normed, got '",
+              name, "'");
 }
 
 // The device's own kernels. Shapes: out/cross [N, K, Ho, Wo] (input dtype), sat1 [N, C, H+1, W+1]
@@ -54,8 +56,8 @@ inline void check_inputs(const at::Tensor& image, const at::Tensor& templ, const
   check_rank(templ, 4, op, "templ", "[K, C, h, w]");
   check_dtype(image, {at::kFloat, at::kDouble}, op, "image");
   check_same(image, templ, op, "image", "templ");
-  TORCH_CHECK(image.size(1) == templ.size(1), op, ": image and templ must have the same channels, got ",
-              image.size(1), " and ", templ.size(1));
+  TORCH_CHECK(image.size(1) == templ.size(1), op, ": image and templ must have the same channels, got ", image.size(1),
+              " and ", templ.size(1));
   TORCH_CHECK(templ.size(2) >= 1 && templ.size(3) >= 1, op, ": templ must have h, w >= 1, got ", templ.sizes());
   TORCH_CHECK(templ.size(2) <= image.size(2) && templ.size(3) <= image.size(3), op,
               ": templ must not be larger than image, got templ ", templ.sizes(), " and image ", image.sizes());
@@ -87,8 +89,13 @@ inline at::Tensor box_sums_adjoint(const at::Tensor& windows, int64_t h, int64_t
 inline WindowTables window_tables_view(const at::Tensor& sat1, const at::Tensor& sat2, int64_t channels, int64_t h,
                                        int64_t w) {
   const at::Tensor& any = sat1.defined() ? sat1 : sat2;
-  WindowTables t{sat1.defined() ? sat1.data_ptr<double>() : nullptr, sat2.defined() ? sat2.data_ptr<double>() : nullptr,
-                 channels, 0, 0, h, w};
+  WindowTables t{sat1.defined() ? sat1.data_ptr<double>() : nullptr,
+                 sat2.defined() ? sat2.data_ptr<double>() : nullptr,
+                 channels,
+                 0,
+                 0,
+                 h,
+                 w};
   if (any.defined()) {
     t.stride = any.size(3);
     t.plane = any.size(2) * any.size(3);
@@ -137,9 +144,9 @@ struct FftBuffer {
 };
 
 struct FftWorkspace {
-  FftBuffer image, templ;                              // zero-padded real inputs
-  FftBuffer image_spectrum, templ_spectrum, product;   // half spectra
-  FftBuffer columns, spatial;                          // the inverse: column pass, then rows
+  FftBuffer image, templ;                             // zero-padded real inputs
+  FftBuffer image_spectrum, templ_spectrum, product;  // half spectra
+  FftBuffer columns, spatial;                         // the inverse: column pass, then rows
 };
 
 inline FftWorkspace& fft_workspace() {
@@ -148,7 +155,9 @@ inline FftWorkspace& fft_workspace() {
 }
 
 // Frees the calling thread's buffers (perceptual_ext.ops.release_fft_workspace).
-inline void release_fft_workspace() { fft_workspace() = FftWorkspace{}; }
+inline void release_fft_workspace() {
+  fft_workspace() = FftWorkspace{};
+}
 
 // An uninitialized [sizes] buffer: the kept one when it fits (keep), else a new one.
 inline at::Tensor fft_buffer(FftBuffer& slot, at::IntArrayRef sizes, const at::TensorOptions& options, bool keep) {
@@ -164,9 +173,9 @@ inline at::Tensor fft_buffer(FftBuffer& slot, at::IntArrayRef sizes, const at::T
 // A [B, C, fh, fw] buffer that is zero outside its top-left [rows, cols], which the caller
 // writes (the returned view); the zeros are written only when the kept buffer last held data
 // of another extent.
-inline std::pair<at::Tensor, at::Tensor> zero_padded(FftBuffer& slot, int64_t b, int64_t c, int64_t rows,
-                                                     int64_t cols, int64_t fh, int64_t fw,
-                                                     const at::TensorOptions& options, bool keep) {
+inline std::pair<at::Tensor, at::Tensor> zero_padded(FftBuffer& slot, int64_t b, int64_t c, int64_t rows, int64_t cols,
+                                                     int64_t fh, int64_t fw, const at::TensorOptions& options,
+                                                     bool keep) {
   auto padded = fft_buffer(slot, {b, c, fh, fw}, options, keep);
   if (!keep) {
     // A buffer of its own: the kept one, and the extent recorded for it, are left alone (recording
@@ -253,8 +262,8 @@ inline at::Tensor xcorr(const at::Tensor& input, const at::Tensor& weight, const
   const int64_t oh = input.size(2) - h + 1, ow = input.size(3) - w + 1;
   if (n * o * oh * ow == 0 || ci == 0) return at::zeros({n, o, oh, ow}, input.options());
   const double direct = direct_cost(n, ci, o, oh, ow, h, w, k.lanes);
-  const double fft = fft_cost(n, ci, o, fft_size(input.size(2)), fft_size(input.size(3)),
-                              input.scalar_type() == at::kFloat);
+  const double fft =
+      fft_cost(n, ci, o, fft_size(input.size(2)), fft_size(input.size(3)), input.scalar_type() == at::kFloat);
   if (direct <= fft) return k.direct_xcorr(input.contiguous(), weight.contiguous());
   return fft_xcorr(input, weight);
 }
@@ -327,7 +336,9 @@ inline at::Tensor nonfinite_templates(const at::Tensor& templ) {
   return templ.isfinite().logical_not().flatten(1).any(1).view({1, templ.size(0), 1, 1});
 }
 
-inline at::Tensor finite_part(const at::Tensor& x) { return at::nan_to_num(x, 0.0, 0.0, 0.0); }
+inline at::Tensor finite_part(const at::Tensor& x) {
+  return at::nan_to_num(x, 0.0, 0.0, 0.0);
+}
 
 inline at::Tensor forward(const at::Tensor& image_in, const at::Tensor& templ_in, const std::string& method_name,
                           const DeviceKernels& k);
@@ -335,8 +346,7 @@ inline at::Tensor forward(const at::Tensor& image_in, const at::Tensor& templ_in
 // forward, for a call whose inputs are not all finite or may overflow float32 (see InputRange).
 inline at::Tensor forward_special(const at::Tensor& image, const at::Tensor& templ, const std::string& method,
                                   const InputRange& range, const DeviceKernels& k) {
-  if (range.finite)
-    return forward(image.to(at::kDouble), templ.to(at::kDouble), method, k).to(image.scalar_type());
+  if (range.finite) return forward(image.to(at::kDouble), templ.to(at::kDouble), method, k).to(image.scalar_type());
   auto out = forward(finite_part(image), finite_part(templ), method, k);
   const auto bad = nonfinite_windows(image, templ.size(2), templ.size(3)).logical_or(nonfinite_templates(templ));
   return out.masked_fill_(bad, std::numeric_limits<double>::quiet_NaN());
@@ -373,7 +383,8 @@ inline std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, co
   if (n * kk * oh * ow == 0 || c == 0) return {at::zeros_like(image_in), at::zeros_like(templ_in)};
   const InputRange range = input_range(image, templ_in, &grad);
   if (range.wide) {
-    const auto [gi, gt] = backward(grad.to(at::kDouble), image.to(at::kDouble), templ_in.to(at::kDouble), method_name, k);
+    const auto [gi, gt] =
+        backward(grad.to(at::kDouble), image.to(at::kDouble), templ_in.to(at::kDouble), method_name, k);
     return {gi.to(image_in.scalar_type()), gt.to(templ_in.scalar_type())};
   }
   if (!range.finite) {
@@ -395,8 +406,9 @@ inline std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, co
   const auto tables = window_tables(image, method, k);
   auto d_cross = at::empty_like(cross);
   auto d_window = at::empty({n, 1, oh, ow}, image.options().dtype(at::kDouble));
-  const auto d_templ = k.partials(grad, cross, tables.sat1, tables.sat2, prepared.stats, prepared.rho, method, h, w,
-                                  d_cross, d_window).sum(0);
+  const auto d_templ =
+      k.partials(grad, cross, tables.sat1, tables.sat2, prepared.stats, prepared.rho, method, h, w, d_cross, d_window)
+          .sum(0);
 
   // Image: the adjoint correlation with the (flipped) template, plus the window statistics' terms
   // d S2 / d f = 2 f and, for ncc, d (sum_c S1_c^2 / m) / d f_c = 2 S1_c / m.
@@ -416,8 +428,7 @@ inline std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_in, co
   // d G2 / d g = 2 g, d V_g / d g = 2 (g - mean_c g).
   auto grad_templ = xcorr(image.transpose(0, 1), d_cross.transpose(0, 1), k).transpose(0, 1).to(at::kDouble);
   if (zero_mean_template(method)) grad_templ = grad_templ - grad_templ.mean({2, 3}, /*keepdim=*/true);
-  if (needs_energy(method))
-    grad_templ.add_(prepared.used.to(at::kDouble) * d_templ.view({kk, 1, 1, 1}), 2.0);
+  if (needs_energy(method)) grad_templ.add_(prepared.used.to(at::kDouble) * d_templ.view({kk, 1, 1, 1}), 2.0);
   return {grad_image.to(image_in.scalar_type()).contiguous(), grad_templ.to(templ_in.scalar_type()).contiguous()};
 }
 

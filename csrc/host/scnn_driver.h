@@ -50,8 +50,8 @@ inline Geometry check_and_describe(const at::Tensor& x, const at::Tensor& first_
               ", P, P] for x with ", g.in_channels, " channels, got ", first_weight.sizes());
   TORCH_CHECK(first_weight.size(3) == g.patch && g.patch % 2 == 1, op,
               ": first_weight must have an odd square kernel P x P, got ", first_weight.sizes());
-  TORCH_CHECK(weights.size(1) == g.channels && weights.size(2) == g.channels, op, ": weights must be [D, ",
-              g.channels, ", ", g.channels, "], got ", weights.sizes());
+  TORCH_CHECK(weights.size(1) == g.channels && weights.size(2) == g.channels, op, ": weights must be [D, ", g.channels,
+              ", ", g.channels, "], got ", weights.sizes());
   TORCH_CHECK(window >= 1 && stride >= 1, op, ": window and stride must be >= 1, got ", window, " and ", stride);
   TORCH_CHECK(g.height >= window && g.width >= window, op, ": x (", g.height, " x ", g.width,
               ") must be at least the pooling window (", window, " x ", window, ")");
@@ -69,10 +69,10 @@ inline Geometry check_forward(const at::Tensor& x, const at::Tensor& first_weigh
   const Geometry g = check_and_describe(x, first_weight, weights, window, stride, op);
   check_same(x, first_bias, op, "x", "first_bias");
   check_same(x, biases, op, "x", "biases");
-  TORCH_CHECK(first_bias.dim() == 1 && first_bias.size(0) == g.channels, op, ": first_bias must be [",
-              g.channels, "], got ", first_bias.sizes());
-  TORCH_CHECK(biases.dim() == 2 && biases.size(0) == g.depth && biases.size(1) == g.channels, op,
-              ": biases must be [", g.depth, ", ", g.channels, "], got ", biases.sizes());
+  TORCH_CHECK(first_bias.dim() == 1 && first_bias.size(0) == g.channels, op, ": first_bias must be [", g.channels,
+              "], got ", first_bias.sizes());
+  TORCH_CHECK(biases.dim() == 2 && biases.size(0) == g.depth && biases.size(1) == g.channels, op, ": biases must be [",
+              g.depth, ", ", g.channels, "], got ", biases.sizes());
   return g;
 }
 
@@ -81,12 +81,12 @@ inline Geometry check_backward(const at::Tensor& grad, const at::Tensor& x, cons
   const char* op = "scnn_features_backward";
   const Geometry g = check_and_describe(x, first_weight, weights, window, stride, op);
   check_same(x, grad, op, "x", "grad");
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == g.batch && grad.size(1) == g.channels &&
-                  grad.size(2) == g.pooled_h && grad.size(3) == g.pooled_w,
+  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == g.batch && grad.size(1) == g.channels && grad.size(2) == g.pooled_h &&
+                  grad.size(3) == g.pooled_w,
               op, ": grad must be [", g.batch, ", ", g.channels, ", ", g.pooled_h, ", ", g.pooled_w, "], got ",
               grad.sizes());
-  TORCH_CHECK(masks.scalar_type() == at::kInt && masks.device() == x.device(), op,
-              ": masks must be int32 on ", x.device());
+  TORCH_CHECK(masks.scalar_type() == at::kInt && masks.device() == x.device(), op, ": masks must be int32 on ",
+              x.device());
   TORCH_CHECK(masks.dim() == 4 && masks.size(0) == g.batch && masks.size(1) == g.depth + 1 &&
                   masks.size(2) == g.covered_pixels() && masks.size(3) == g.words(),
               op, ": masks must be [", g.batch, ", ", g.depth + 1, ", ", g.covered_pixels(), ", ", g.words(),
@@ -107,7 +107,8 @@ struct TileSize {
 };
 
 inline int64_t tile_pixels(const Geometry& g, TileSize size) {
-  const int64_t c = std::max<int64_t>({1, g.channels, g.column_length()}), pixels = std::max<int64_t>(1, g.covered_pixels());
+  const int64_t c = std::max<int64_t>({1, g.channels, g.column_length()}),
+                pixels = std::max<int64_t>(1, g.covered_pixels());
   const int64_t lo = std::max<int64_t>(1, size.min_elements / c), hi = std::max<int64_t>(lo, size.max_elements / c);
   const int64_t tiles = std::max((pixels + hi - 1) / hi, std::min(size.min_tiles, (pixels + lo - 1) / lo));
   return (pixels + tiles - 1) / tiles;
@@ -151,8 +152,8 @@ struct ForwardCall {
 };
 
 inline ForwardCall prepare_forward(const at::Tensor& x, const at::Tensor& first_weight, const at::Tensor& first_bias,
-                                   const at::Tensor& weights, const at::Tensor& biases, int64_t window,
-                                   int64_t stride, bool save_masks) {
+                                   const at::Tensor& weights, const at::Tensor& biases, int64_t window, int64_t stride,
+                                   bool save_masks) {
   ForwardCall call{check_forward(x, first_weight, first_bias, weights, biases, window, stride)};
   const Geometry& g = call.g;
   call.x = x.contiguous();
@@ -269,8 +270,8 @@ void for_each_tile_in_order(const Geometry& g, int64_t tile, const at::TensorOpt
 template <class Kernels>
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, const at::Tensor& first_weight,
                                            const at::Tensor& first_bias, const at::Tensor& weights,
-                                           const at::Tensor& biases, int64_t window, int64_t stride,
-                                           bool patch_norm, bool save_masks, TileSize tile_size) {
+                                           const at::Tensor& biases, int64_t window, int64_t stride, bool patch_norm,
+                                           bool save_masks, TileSize tile_size) {
   ForwardCall call = prepare_forward(x, first_weight, first_bias, weights, biases, window, stride, save_masks);
   if (call.has_work())
     for_each_tile_in_order(call.g, tile_pixels(call.g, tile_size), call.x.options(),
@@ -282,8 +283,8 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, const at::Tensor
 
 template <class Kernels>
 at::Tensor backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& first_weight,
-                    const at::Tensor& weights, const at::Tensor& masks, int64_t window, int64_t stride,
-                    bool patch_norm, TileSize tile_size) {
+                    const at::Tensor& weights, const at::Tensor& masks, int64_t window, int64_t stride, bool patch_norm,
+                    TileSize tile_size) {
   BackwardCall call = prepare_backward(grad, x, first_weight, weights, masks, window, stride);
   if (call.has_work())
     for_each_tile_in_order(call.g, tile_pixels(call.g, tile_size), call.x.options(),

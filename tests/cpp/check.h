@@ -5,8 +5,14 @@
 #include <cstdio>
 
 namespace check {
-inline int& passed() { static int n = 0; return n; }
-inline int& failed() { static int n = 0; return n; }
+inline int& passed() {
+  static int n = 0;
+  return n;
+}
+inline int& failed() {
+  static int n = 0;
+  return n;
+}
 inline void record(bool ok, const char* expr, const char* file, int line) {
   if (ok) {
     ++passed();

@@ -71,7 +71,8 @@ int main() {
     // Only the wanted gradient is written.
     std::vector<double> only_a(channels * stride, 5.0);
     pixel_backward<double, double>(g, sa.data(), sb.data(), w.data(), channels, stride, only_a.data(), nullptr);
-    for (int64_t c = 0; c < channels; ++c) CHECK_NEAR(only_a[c * stride], da[c * stride], 1e-14 * (1 + std::fabs(da[c * stride])));
+    for (int64_t c = 0; c < channels; ++c)
+      CHECK_NEAR(only_a[c * stride], da[c * stride], 1e-14 * (1 + std::fabs(da[c * stride])));
 
     // a == b: distance 0 and both gradients exactly 0 (lpips at x == y).
     std::vector<double> za(channels * stride), zb(channels * stride);
@@ -83,7 +84,12 @@ int main() {
     // a == 0 (a dead ReLU pixel): finite gradient, the limit i_a u (the radial term vanishes).
     std::vector<double> zero(channels * stride, 0.0), dz(channels * stride, 0.0);
     pixel_backward<double, double>(g, zero.data(), sb.data(), w.data(), channels, stride, dz.data(), nullptr);
-    const double nb = std::sqrt([&] { double s = 0; for (double v : b) s += v * v; return s; }()) + 1e-10;
+    const double nb = std::sqrt([&] {
+                        double s = 0;
+                        for (double v : b) s += v * v;
+                        return s;
+                      }()) +
+                      1e-10;
     for (int64_t c = 0; c < channels; ++c) {
       CHECK(std::isfinite(dz[c * stride]));
       CHECK_NEAR(dz[c * stride] / 1e10, 2 * g * w[c] * (0.0 - b[c] / nb), 1e-9);

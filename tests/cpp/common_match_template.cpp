@@ -14,8 +14,8 @@ std::vector<double> sat_of(const std::vector<double>& img, int64_t h, int64_t w)
   std::vector<double> t((h + 1) * (w + 1), 0.0);
   for (int64_t y = 0; y < h; ++y)
     for (int64_t x = 0; x < w; ++x)
-      t[(y + 1) * (w + 1) + x + 1] = img[y * w + x] + t[y * (w + 1) + x + 1] + t[(y + 1) * (w + 1) + x] -
-                                     t[y * (w + 1) + x];
+      t[(y + 1) * (w + 1) + x + 1] =
+          img[y * w + x] + t[y * (w + 1) + x + 1] + t[(y + 1) * (w + 1) + x] - t[y * (w + 1) + x];
   return t;
 }
 
@@ -92,8 +92,8 @@ int main() {
 
   // Partials agree with central differences of score() in each argument.
   const double eps = 1e-6;
-  for (Method m : {Method::kCorr, Method::kZeroMeanCorr, Method::kSsd, Method::kNcc, Method::kSsdNormed,
-                   Method::kCorrNormed}) {
+  for (Method m :
+       {Method::kCorr, Method::kZeroMeanCorr, Method::kSsd, Method::kNcc, Method::kSsdNormed, Method::kCorrNormed}) {
     const auto win = stats_of({0.3, 0.9, 0.1, 0.6});
     const auto tpl = template_stats(1.7, 0.4);
     const double x = m == Method::kNcc ? 0.2 : 0.8;

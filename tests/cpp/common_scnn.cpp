@@ -31,8 +31,8 @@ int main() {
               if (lo < 0) lo = i;
               hi = i;
             }
-          CHECK(first_window(pos, window, stride) == lo || (lo < 0 && first_window(pos, window, stride) >
-                                                                            last_window(pos, stride, pooled)));
+          CHECK(first_window(pos, window, stride) == lo ||
+                (lo < 0 && first_window(pos, window, stride) > last_window(pos, stride, pooled)));
           if (lo >= 0) CHECK(last_window(pos, stride, pooled) == hi);
         }
       }
@@ -55,13 +55,13 @@ int main() {
     for (size_t k = 0; k < image.size(); ++k) image[k] = 1.0 + static_cast<double>(k);
     std::vector<double> column(channels * patch * patch);
     gather_patch(image.data(), channels, height, width, 0, 0, patch, column.data());
-    CHECK(column[0] == 0.0);                                 // (c0, y-1, x-1) outside
-    CHECK(column[4] == image[0]);                            // centre
-    CHECK(column[8] == image[1 * width + 1]);                // (y+1, x+1)
-    CHECK(column[9 + 4] == image[height * width]);           // channel 1 centre
+    CHECK(column[0] == 0.0);                        // (c0, y-1, x-1) outside
+    CHECK(column[4] == image[0]);                   // centre
+    CHECK(column[8] == image[1 * width + 1]);       // (y+1, x+1)
+    CHECK(column[9 + 4] == image[height * width]);  // channel 1 centre
     gather_patch(image.data(), channels, height, width, 3, 4, patch, column.data());
     CHECK(column[0] == image[2 * width + 3]);
-    CHECK(column[8] == 0.0);                                 // below-right of the corner
+    CHECK(column[8] == 0.0);  // below-right of the corner
   }
 
   // patch_normalize gives unit norm; its backward matches central differences.

@@ -6,12 +6,14 @@
 
 namespace {
 at::Tensor call_gram(const at::Tensor& x, bool normalize) {
-  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("perceptual_ext::gram", "")
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("perceptual_ext::gram", "")
                        .typed<at::Tensor(const at::Tensor&, bool)>();
   return op.call(x, normalize);
 }
 at::Tensor call_gram_backward(const at::Tensor& g, const at::Tensor& x, bool normalize) {
-  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("perceptual_ext::gram_backward", "")
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("perceptual_ext::gram_backward", "")
                        .typed<at::Tensor(const at::Tensor&, const at::Tensor&, bool)>();
   return op.call(g, x, normalize);
 }
