@@ -63,8 +63,9 @@ def _serve() -> None:
     """Fork server: import torch and perceptual_ext once, then fork one child per probe request
     (a JSON line ``[target, kwargs]`` on stdin) and answer with the child's JSON line on stdout.
     The server itself never runs an op, so no thread pool is forked."""
-    import perceptual_ext  # noqa: F401  (the imports every probe would pay)
     import torch  # noqa: F401
+
+    import perceptual_ext  # noqa: F401  (the imports every probe would pay)
 
     for line in sys.stdin:
         target, kwargs = json.loads(line)

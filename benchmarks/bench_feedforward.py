@@ -18,7 +18,7 @@ from benchmarks.conftest import DEVICES, sync
 from perceptual_ext.models import StyleTransformNet
 
 SIZES = [64, 128, 256]
-OPT_STEPS = 10
+OPT_STEPS = 2
 
 
 def _losses():

@@ -31,14 +31,13 @@ from benchmarks._record import record, skip_over_memory
 from benchmarks.bench_scnn import composition_of
 from benchmarks.conftest import DEVICES, sync
 from perceptual_ext.losses import MMDPlusPlus, NCCLoss, PatchMMDLoss, PerceptualLoss, SCNNLoss, StyleLoss
-from perceptual_ext.losses.patch_mmd import draw_features
 
 LOSSES = ["PatchMMDLoss", "MMDPlusPlus", "SCNNLoss", "PerceptualLoss", "StyleLoss", "NCCLoss"]
 
 #: Image sides per loss (one image unless the loss says otherwise).
 SIDES = {
     "PatchMMDLoss": [128, 256, 512],
-    "MMDPlusPlus": [128, 256, 512],
+    "MMDPlusPlus": [64, 128, 256],
     "SCNNLoss": [32, 48, 64],
     "PerceptualLoss": [64, 128, 256],
     "StyleLoss": [64, 128, 256],

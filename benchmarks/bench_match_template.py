@@ -6,7 +6,6 @@ Three size axes: the template side (8², 32², 64² on a 512² image), the image
 over the N·K pairs as "opencv_loop"). The report compares every group with OpenCV.
 """
 import cv2
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

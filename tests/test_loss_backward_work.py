@@ -7,7 +7,6 @@ dispatch mode); a target that requires grad gets the reference gradient.
 """
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from perceptual_ext.features import SCNN
@@ -119,8 +118,11 @@ def test_scnn_loss_target_without_grad_costs_no_backward(device):
     loss_fn = SCNNLoss(channels=16, depth=2, window=8, stride=4, seed=3, reduction="none").to(device).double()
     x, y = images(device)
     net = loss_fn.scnn
-    ref = lambda t: scnn_reference(2 * t - 1, net.first_weight, net.first_bias, net.weights, net.biases,  # noqa
-                                   net.window, net.stride, net.patch_norm)
+
+    def ref(t):
+        return scnn_reference(2 * t - 1, net.first_weight, net.first_bias, net.weights, net.biases, net.window,
+                              net.stride, net.patch_norm)
+
     expected = (ref(x) - ref(y)).square().mean(dim=(1, 2, 3))
     log = OpLog()
     with log:
