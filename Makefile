@@ -81,3 +81,31 @@ cuda-check:
 
 clean:
 	rm -rf build perceptual_ext/_C*.so *.egg-info
+
+# ------------------------------------------------------------------------------ lint and GPU check
+.PHONY: lint gpu-check
+LINT_TOOLS := ruff==0.14.* clang-format==21.*
+CXX_SOURCES = $(shell git ls-files 'csrc/*.cpp' 'csrc/*.h' 'csrc/*.cu' 'csrc/*/*.cpp' 'csrc/*/*.h' 'csrc/*/*.cu' 'tests/cpp/*.cpp' 'tests/cpp/*.h')
+
+# ruff (pyproject.toml [tool.ruff]) over the Python, clang-format (.clang-format) over the C++/CUDA.
+lint: $(STAMP)
+	$(PY) -c "import ruff, clang_format" 2>/dev/null || $(PY) -m pip install -q $(LINT_TOOLS)
+	$(abspath $(VENV))/bin/ruff check .
+	$(abspath $(VENV))/bin/clang-format --dry-run -Werror $(CXX_SOURCES)
+
+# On a machine with a GPU (torch with CUDA installed there, no network, no pip -e): build in place for
+# the device's architecture, run the whole suite (every device-parametrized test runs on CUDA too), run
+# the CUDA benchmarks into $(GPU_RESULTS)/gpu-<date>.json and print the report. Under 8 minutes on an H100.
+GPU_PY ?= python3
+GPU_RESULTS ?= benchmarks/results
+gpu-check:
+	@$(GPU_PY) -c "import torch; assert torch.cuda.is_available(), 'gpu-check needs a CUDA device'; print(torch.__version__, torch.cuda.get_device_name())"
+	mkdir -p build $(GPU_RESULTS)
+	export TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-$$($(GPU_PY) -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')}"; \
+	  PERCEPTUAL_EXT_CUDA=1 MAX_JOBS=$$(nproc) $(GPU_PY) setup.py -q build_ext --inplace > build/gpu-build.log 2>&1 \
+	  || { tail -60 build/gpu-build.log; exit 1; }
+	PYTHONPATH=$(CURDIR) $(GPU_PY) -c "import perceptual_ext as pe; i = pe.build_info(); print(i); assert i['cuda_compiled']"
+	PYTHONPATH=$(CURDIR) $(GPU_PY) -m pytest -q -p no:cacheprovider
+	PYTHONPATH=$(CURDIR) $(GPU_PY) -m pytest benchmarks --benchmark-only -q -p no:cacheprovider -k cuda \
+	  --benchmark-json=$(GPU_RESULTS)/gpu-$$(date +%Y%m%d).json
+	PYTHONPATH=$(CURDIR) $(GPU_PY) benchmarks/report.py $(GPU_RESULTS)/gpu-$$(date +%Y%m%d).json

@@ -96,3 +96,27 @@ def compute_dtype(x: Tensor, native_cuda: bool = False) -> torch.dtype:
     if x.dtype in (torch.float16, torch.bfloat16) and not (native_cuda and x.device.type == "cuda"):
         return torch.float32
     return x.dtype
+
+
+def device(value=None, name: str = "device") -> torch.device:
+    """The one place a default device is chosen: ``None`` gives CUDA when it is available, else the
+    CPU; anything else must name a CPU or an available CUDA device (``"cpu"``, ``"cuda"``, ``"cuda:1"``)."""
+    if value is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(value, torch.device):
+        resolved = value
+    elif isinstance(value, str):
+        try:
+            resolved = torch.device(value)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"{name} must be 'cpu' or 'cuda[:N]', got {value!r}") from None
+    else:
+        raise TypeError(f"{name} must be a str or torch.device, got {type(value).__name__}")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be 'cpu' or 'cuda[:N]', got {value!r}")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {value!r}: CUDA is not available on this machine")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"{name} {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return resolved

@@ -100,12 +100,12 @@ def main(argv=None):
         result = gim_experiment(sample_image(name, channels=3), losses=losses, num_crops=args.num_crops,
                                 shift=args.shift, crop_size=args.crop_size, steps=args.steps, lr=args.lr,
                                 seed=args.seed, device=device, swd_kwargs={"nhoods_per_image": args.swd_nhoods})
-        per_image[name] = {"offsets": result.offsets, "metrics": result.metrics}
+        per_image[name] = result.record()
         for row, m in result.metrics.items():
             extra = f" ({m['seconds']:.1f} s)" if "seconds" in m else ""
             print(f"  {row:12s} SWD {m['swd']:7.2f}  levels {[round(v, 1) for v in m['swd_levels']]}"
                   f"  PSNR {m['psnr']:6.2f}{extra}", flush=True)
-        rows.append([result.crops[0].cpu(), result.mean[0].cpu()] + [result.images[n][0].cpu() for n in names])
+        rows.append(result.grid_row())
     seconds = time.perf_counter() - start
 
     if not args.vgg_weights:  # without weights "vgg" is the random VGG16 too

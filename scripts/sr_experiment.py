@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 from perceptual_ext.data import SAMPLE_IMAGES, sample_image, save_image  # noqa: E402
 from perceptual_ext.data.datasets import downsample, upsample_bicubic  # noqa: E402
 from perceptual_ext.train import evaluate_sr, load_transform_net, train_sr  # noqa: E402
-from perceptual_ext.train.feedforward import write_json  # noqa: E402
+from perceptual_ext.train import write_json  # noqa: E402
 
 TEST_SAMPLES = ("astronaut", "coffee")
 TRAIN_SAMPLES = tuple(n for n in SAMPLE_IMAGES if n not in TEST_SAMPLES)

@@ -15,7 +15,7 @@ from perceptual_ext import cli
 from perceptual_ext.data import ImageCrops, StepSampler, load_image, sample_image, save_image, upsample_bicubic
 from perceptual_ext.models import SRCNN, StyleTransformNet, SuperResolutionNet
 from perceptual_ext.train import load_checkpoint, load_transform_net, train_sr, train_style
-from perceptual_ext.train import feedforward
+from perceptual_ext.train import checkpoint as train_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SR = dict(channels=8, num_residual=1, image_size=32, batch_size=2, sample_every=0, checkpoint_every=0,
@@ -139,7 +139,7 @@ def test_residual_checkpoint_round_trip(tmp_path):
     plain = train_sr(None, 4, "mse", out_dir=str(tmp_path / "old"), steps=1, **common)
     old = load_checkpoint(plain["checkpoint"])
     del old["model"]["config"]["residual"]
-    feedforward.save_checkpoint(old, plain["checkpoint"])
+    train_checkpoint.save_checkpoint(old, plain["checkpoint"])
     assert load_transform_net(plain["checkpoint"])[0].residual is False
     assert len(train_sr(None, 4, "mse", out_dir=str(tmp_path / "old"), steps=2, resume=plain["checkpoint"],
                         **common)["history"]) == 2
@@ -260,9 +260,9 @@ def test_loss_generator_state_round_trip():
             self.generator = torch.Generator().manual_seed(5)
 
     loss = torch.nn.Sequential(RandomFeatures())
-    state = feedforward._rng_state(loss)
+    state = train_checkpoint.rng_state(loss)
     first = torch.rand(3, generator=loss[0].generator), torch.rand(3), np.random.rand()
-    feedforward._set_rng_state(state, loss)
+    train_checkpoint.set_rng_state(state, loss)
     second = torch.rand(3, generator=loss[0].generator), torch.rand(3), np.random.rand()
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1]) and first[2] == second[2]
 
@@ -377,3 +377,14 @@ def test_eval_sr(tmp_path):
         expected.append(10 * np.log10(1.0 / float(((up - hr) ** 2).double().mean())))
     assert abs(data["methods"]["bicubic"]["psnr"] - np.mean(expected)) < 1e-3
     assert cli.main(["eval-sr", "--checkpoint", result["checkpoint"], "--images", image_dir, "--json", json_path]) == 2
+
+
+def test_empty_image_and_checkpoint_without_weights_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"input must be at least 1x1 pixels, got shape \(1, 3, 0, 0\)"):
+        StyleTransformNet(channels=8, num_residual=1)(torch.rand(1, 3, 0, 0))
+    path = str(tmp_path / "no_weights.pt")
+    train_checkpoint.save_checkpoint({"format": train_checkpoint.CHECKPOINT_FORMAT, "task": "style", "step": 3,
+                                      "model": {"class": "StyleTransformNet", "config": {}}}, path)
+    with pytest.raises(ValueError, match=r"checkpoint .*no_weights.pt has no 'state_dict' entry"):
+        load_transform_net(path)
+    assert os.listdir(tmp_path) == ["no_weights.pt"]  # the atomic writer left no temporary file

@@ -9,7 +9,8 @@ from torch import nn
 from perceptual_ext.data import sample_image
 from perceptual_ext.losses import GramLoss
 from perceptual_ext.train import gim_experiment, optimize_image, style_transfer, synthesize_texture
-from perceptual_ext.train.synthesis import make_loss, shifted_crops
+from perceptual_ext.train.gim import shifted_crops
+from perceptual_ext.train.synthesis import make_loss
 
 # loss name -> (module it needs, small keyword arguments that keep the test fast)
 FACTORY_LOSSES = {

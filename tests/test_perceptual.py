@@ -184,3 +184,10 @@ def test_factory_builds_vgg_losses(tmp_path):
     path = tmp_path / "w.pth"
     torch.save(VGG16Features(seed=2).state_dict(), path)
     assert torch.equal(build_loss("vgg", vgg_weights=str(path))(x, y), vgg_loss(x, y))
+
+
+def test_image_too_small_for_the_deepest_layer_names_it():
+    with pytest.raises(ValueError, match=r"x is 4x4 pixels: layer relu4_3 comes after 3 2x2 max pools and needs at "
+                                         r"least 8x8"):
+        PerceptualLoss()(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4))
+    assert torch.isfinite(PerceptualLoss()(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)))

@@ -104,6 +104,8 @@ def load_image(path: str, channels: Optional[int] = 3) -> Tensor:
             if img.mode not in ("L", "RGB", "RGBA", "I;16") or mode:
                 img = img.convert(mode or "RGB")
             array = np.asarray(img)
+    except Image.DecompressionBombError as exc:  # Pillow's guard against a tiny file that decodes to gigabytes
+        raise ValueError(f"cannot read image {path}: it is too large to decode safely ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
     return _to_tensor(array, channels)

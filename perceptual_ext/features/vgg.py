@@ -151,6 +151,11 @@ class VGG16Features(nn.Module):
         _checks.rank(x, "x", (4,), "[N, 1 or 3, H, W]")
         if x.shape[1] not in (1, 3):
             raise ValueError(f"x must have 1 or 3 channels (RGB in [0, 1]), got {x.shape[1]}")
+        pools = sum(1 for name in VGG16_LAYERS[: self._last] if name.startswith("pool"))
+        if min(x.shape[2:]) < 2 ** pools:
+            deepest = VGG16_LAYERS[self._last]
+            raise ValueError(f"x is {x.shape[2]}x{x.shape[3]} pixels: layer {deepest} comes after {pools} 2x2 max "
+                             f"pools and needs at least {2 ** pools}x{2 ** pools}")
         h = (x.expand(-1, 3, -1, -1) - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         found = {}
         for i, module in enumerate(self.features[: self._last + 1]):

@@ -100,6 +100,8 @@ def _check_image(x, name: str = "input") -> Tensor:
     _checks.rank(x, name, (4,), "[N, 3, H, W]")
     if x.shape[1] != 3:
         raise ValueError(f"{name} must have 3 channels, got shape {tuple(x.shape)}")
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{name} must be at least 1x1 pixels, got shape {tuple(x.shape)}")
     return x
 
 

@@ -124,9 +124,13 @@ def optimize_image(loss_fn: Callable[[Tensor], Tensor], init: Tensor, steps: int
     else:
         opt = torch.optim.LBFGS([image], lr=lr, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, factor) if factor is not None else None
+    with _seeded(seed, init.device):
+        history = _run_steps(loss_fn, image, opt, scheduler, steps, bounds, callback, progress)
+    return OptimizeResult(image.detach(), history)
 
-    history: List[float] = []
-    step_loss: List[float] = []
+
+def _loss_closure(loss_fn: Callable[[Tensor], Tensor], image: Tensor, opt, first: List[float]):
+    """The closure each optimizer step calls; the first evaluation of a step lands in ``first``."""
 
     def closure() -> Tensor:
         opt.zero_grad(set_to_none=True)
@@ -135,21 +139,27 @@ def optimize_image(loss_fn: Callable[[Tensor], Tensor], init: Tensor, steps: int
             raise ValueError(f"loss_fn must return a scalar tensor, got {type(loss).__name__}"
                              f"{' of shape ' + str(tuple(loss.shape)) if isinstance(loss, Tensor) else ''}")
         loss.backward()
-        if not step_loss:  # the first evaluation of a step is the loss at the current image
-            step_loss.append(loss.item())
+        if not first:  # the first evaluation of a step is the loss at the current image
+            first.append(loss.item())
         return loss
 
+    return closure
+
+
+def _run_steps(loss_fn, image: Tensor, opt, scheduler, steps: int, bounds, callback, progress) -> List[float]:
+    """The optimization steps of :func:`optimize_image`; returns the loss history."""
     from tqdm.auto import tqdm
 
+    history: List[float] = []
+    step_loss: List[float] = []
+    closure = _loss_closure(loss_fn, image, opt, step_loss)
     label = progress if isinstance(progress, str) else "optimize"
-    bar = tqdm(range(steps), desc=label, disable=not progress, leave=False, dynamic_ncols=True)
-    with _seeded(seed, init.device):
+    with tqdm(range(steps), desc=label, disable=not progress, leave=False, dynamic_ncols=True) as bar:
         for t in bar:
             step_loss.clear()
             opt.step(closure)
             loss = step_loss[0]
             if not math.isfinite(loss):
-                bar.close()
                 raise FloatingPointError(f"the loss became {loss} at step {t}; try a smaller lr")
             history.append(loss)
             if bounds is not None:
@@ -161,8 +171,7 @@ def optimize_image(loss_fn: Callable[[Tensor], Tensor], init: Tensor, steps: int
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
             if callback is not None and callback(t, loss, image):
                 break
-    bar.close()
-    return OptimizeResult(image.detach(), history)
+    return history
 
 
 __all__ = ["optimize_image", "OptimizeResult", "OPTIMIZERS"]

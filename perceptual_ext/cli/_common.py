@@ -1,0 +1,107 @@
+"""What every command does the same way: user errors, output paths, devices, input images.
+
+A user error (a bad path, an unreadable image, an invalid option, a refused overwrite) prints one
+line to stderr and exits with code 2, no traceback: commands raise :class:`UserError`, or run the
+library inside :class:`user_errors`, which turns the library's argument errors into one.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Iterable, Optional
+
+#: the library's exceptions that mean "the input or an option is wrong", not "the program is broken"
+USER_EXCEPTIONS = (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError, OSError,
+                   FloatingPointError)
+SAMPLE_PREFIX = "sample:"
+
+
+class UserError(Exception):
+    """A mistake in the command line or its inputs: reported without a traceback, exit code 2."""
+
+
+class user_errors:
+    """Run library code; its argument errors (:data:`USER_EXCEPTIONS`) become a :class:`UserError`
+    with ``context`` in front of the message (``with user_errors("loss mmd"): ...``)."""
+
+    def __init__(self, context: Optional[str] = None) -> None:
+        self.context = context
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None and issubclass(kind, USER_EXCEPTIONS):
+            message = str(exc) or kind.__name__
+            raise UserError(f"{self.context}: {message}" if self.context else message) from exc
+        return False
+
+
+def formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def add_command(sub, name: str, run, *, help: str, description: str, examples: Iterable[str]):
+    """A subcommand ``name`` that runs ``run(args)``; its help ends with the given example lines."""
+    p = sub.add_parser(name, help=help, description=description, formatter_class=formatter,
+                       epilog="examples:\n" + "\n".join("  " + line for line in examples))
+    p.set_defaults(func=run)
+    return p
+
+
+def positive(value: int, flag: str, minimum: int = 1) -> int:
+    if value is not None and value < minimum:
+        raise UserError(f"{flag} must be >= {minimum}, got {value}")
+    return value
+
+
+def existing_dir(path: Optional[str], what: str) -> Optional[str]:
+    if path is not None and not os.path.isdir(path):
+        raise UserError(f"{what} folder not found: {path}")
+    return path
+
+
+def image_suffix_ok(path: str) -> bool:
+    """Whether Pillow can write an image named ``path`` (the format comes from its suffix)."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower())
+    return fmt is not None and fmt in Image.SAVE
+
+
+def check_outputs(paths: Iterable[str], overwrite: bool, images: bool = False) -> None:
+    """Refuse, before any work, outputs that are folders, exist (unless ``overwrite``) or, for
+    ``images``, name a format that cannot be written."""
+    for path in paths:
+        if os.path.isdir(path):
+            raise UserError(f"output {path} is a directory")
+        if os.path.exists(path) and not overwrite:
+            raise UserError(f"output {path} exists; pass --overwrite to replace it")
+        if images and not image_suffix_ok(path):
+            raise UserError(f"output {path}: unknown image format {os.path.splitext(path)[1] or '(no suffix)'!r}; "
+                            "use .png or .jpg")
+
+
+def device(name: Optional[str]):
+    """``--device`` as a torch.device; None: CUDA when available, else the CPU (one rule everywhere)."""
+    from .. import _checks
+
+    with user_errors():
+        return _checks.device(name, "--device")
+
+
+def read_image(spec: str, what: str = "image", channels: int = 3):
+    """A path to an image file, or ``sample:NAME`` for a bundled scikit-image sample: [C, H, W]."""
+    from ..data import SAMPLE_IMAGES, load_image, sample_image
+
+    if spec.startswith(SAMPLE_PREFIX):
+        name = spec[len(SAMPLE_PREFIX):]
+        if name not in SAMPLE_IMAGES:
+            raise UserError(f"unknown sample image {name!r} for {what}; choose from {', '.join(SAMPLE_IMAGES)}")
+        return sample_image(name, channels=channels)
+    with user_errors(what):
+        return load_image(spec, channels=channels)
+
+
+def add_device_option(p) -> None:
+    p.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available, else cpu)")

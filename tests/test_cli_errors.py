@@ -1,0 +1,108 @@
+"""Every command with bad arguments: exit code 2 and one line on stderr naming the problem, never a
+traceback; nothing is written before the arguments are checked."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from perceptual_ext.cli import main
+from perceptual_ext.data import save_image
+from perceptual_ext.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-errors")
+    image, small = str(root / "image.png"), str(root / "small.png")
+    save_image(torch.rand(3, 64, 64), image)
+    save_image(torch.rand(3, 16, 16), small)
+    no_weights = str(root / "no_state_dict.pt")
+    save_checkpoint({"format": CHECKPOINT_FORMAT, "task": "sr", "step": 1,
+                     "model": {"class": "SuperResolutionNet", "config": {"scale": 4}}}, no_weights)
+    not_ckpt = str(root / "not_a_checkpoint.pt")
+    torch.save({"weights": torch.zeros(2)}, not_ckpt)
+    folder = root / "images"
+    folder.mkdir()
+    save_image(torch.rand(3, 32, 32), str(folder / "a.png"))
+    return {"image": image, "small": small, "no_weights": no_weights, "not_ckpt": not_ckpt, "dir": str(folder),
+            "missing": str(root / "missing.png"), "out": str(root / "out"), "root": str(root)}
+
+
+# (argv template, text the message must contain). {key} is filled from the files fixture.
+CASES = [
+    (["match", "{missing}", "{small}"], "image file not found"),
+    (["match", "{image}", "{small}", "--top-k", "0"], "--top-k must be >= 1"),
+    (["match", "{image}", "{small}", "--min-distance", "-2"], "--min-distance must be >= 1"),
+    (["match", "{small}", "{image}"], "larger than the image"),
+    (["match", "{image}", "{small}", "--out", "{out}.jpgx"], "unknown image format '.jpgx'"),
+    (["match", "{image}", "{small}", "--out", "{root}"], "is a directory"),
+    (["match", "sample:nope", "{small}"], "unknown sample image 'nope'"),
+    (["synthesize", "sample:brick", "--size", "0", "--out", "{out}.png"], "--size must be >= 1"),
+    (["synthesize", "sample:brick", "--steps", "0", "--out", "{out}.png"], "--steps must be >= 1"),
+    (["synthesize", "sample:brick", "--out", "{out}.png", "--device", "bogus"], "--device must be 'cpu' or 'cuda"),
+    (["synthesize", "{missing}", "--out", "{out}.png"], "TEXTURE: image file not found"),
+    (["synthesize", "sample:brick", "--out", "{out}.tiffx"], "unknown image format"),
+    (["stylize", "--optimize", "{image}", "--out", "{out}.png"], "--optimize takes two images"),
+    (["stylize", "--optimize", "{image}", "{image}", "--size", "-1", "--out", "{out}.png"], "--size must be >= 0"),
+    (["stylize", "--model", "{missing}", "{image}", "--out", "{out}.png"], "checkpoint not found"),
+    (["stylize", "--model", "{not_ckpt}", "{image}", "--out", "{out}.png"], "not a perceptual_ext feed-forward"),
+    (["superres", "--model", "{no_weights}", "{small}", "--out", "{out}.png"], "no 'state_dict' entry"),
+    (["superres", "--model", "{no_weights}", "{small}", "--out", "{out}.png", "--device", "bogus"],
+     "--device must be 'cpu' or 'cuda"),
+    (["superres", "--model", "{no_weights}", "{small}", "--out", "{out}.jpgx"], "unknown image format"),
+    (["superres", "--model", "{no_weights}", "{missing}", "--out", "{out}.png"], "input not found"),
+    (["superres", "--model", "{no_weights}", "{small}", "--out", "{out}.png", "--batch-size", "0"],
+     "--batch-size must be >= 1"),
+    (["eval-sr", "--checkpoint", "{no_weights}", "--size", "0"], "--size must be >= 1"),
+    (["eval-sr", "--checkpoint", "{no_weights}", "--size", "-5"], "--size must be >= 1"),
+    (["eval-sr", "--checkpoint", "{no_weights}", "--images", "{missing}"], "image folder not found"),
+    (["eval-sr", "--checkpoint", "{no_weights}"], "no 'state_dict' entry"),
+    (["eval-sr", "--checkpoint", "{no_weights}", "--device", "cuda:7"], "--device"),
+    (["train-sr", "--images", "{dir}", "--steps", "0", "--out-dir", "{out}"], "--steps must be >= 1"),
+    (["train-sr", "--images", "{dir}", "--image-size", "0", "--out-dir", "{out}"], "--image-size must be >= 1"),
+    (["train-sr", "--images", "{missing}", "--out-dir", "{out}"], "image folder not found"),
+    (["train-sr", "--images", "{dir}", "--device", "bogus", "--out-dir", "{out}"], "--device must be"),
+    (["train-style", "{missing}", "--content", "{dir}", "--out-dir", "{out}"], "image file not found"),
+    (["train-style", "brick", "--content", "{dir}", "--batch-size", "0", "--out-dir", "{out}"],
+     "--batch-size must be >= 1"),
+    (["gim", "sample:astronaut", "--losses", "mse,bogus", "--out-dir", "{out}"], "--losses must be"),
+    (["gim", "sample:astronaut", "--shift", "-1", "--out-dir", "{out}"], "--shift must be >= 0"),
+    (["gim", "sample:astronaut", "--num-crops", "0", "--out-dir", "{out}"], "--num-crops must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("argv,message", CASES, ids=[" ".join(c[0][:2]) + f"-{i}" for i, c in enumerate(CASES)])
+def test_bad_arguments_exit_2_with_one_line(files, argv, message, capsys):
+    argv = [a.format(**files) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"perceptual-ext {argv[0]}: error: ") and message in err[0], err[0]
+    assert not os.path.exists(files["out"] + ".png") and not os.path.exists(files["out"])
+
+
+def test_decompression_bomb_is_a_user_error(files, monkeypatch, capsys):
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64x64 is then over Pillow's 2x limit
+    assert main(["match", files["image"], files["small"]]) == 2
+    err = capsys.readouterr().err
+    assert "too large to decode safely" in err and "Traceback" not in err
+
+
+def test_every_command_is_walked():
+    from perceptual_ext.cli import build_parser
+
+    commands = set(build_parser()._subparsers._group_actions[0].choices) - {"info"}
+    assert commands <= {argv[0] for argv, _ in CASES}
+
+
+def test_console_script_prints_no_traceback(files):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-m", "perceptual_ext", "match", files["image"], files["small"],
+                          "--out", files["out"] + ".jpgx"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and out.stdout == ""
