@@ -64,9 +64,9 @@ def workload(impl: str, size: int, device: str = "cpu"):
 IMPLS = ["transform_net", "optimization"]
 
 
+@pytest.mark.parametrize("impl", IMPLS + ["transform_net_amp"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("impl", IMPLS + ["transform_net_amp"])
 def test_stylize(benchmark, impl, size, device):
     if impl == "transform_net_amp" and device != "cuda":
         pytest.skip("autocast float16 is measured on CUDA only")

@@ -30,9 +30,9 @@ def workload(impl: str, batch: int, channels: int, length: int, device: str = "c
     return backward_run(lambda: (fn(x) * weight).sum(), x, device)
 
 
+@pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("length", LENGTHS, ids=lambda n: f"HW{n}")
-@pytest.mark.parametrize("impl", list(IMPLS))
 def test_gram_fwd_bwd(benchmark, impl, length, device):
     record(benchmark, f"gram fwd+bwd {device} B{BATCH}·C{CHANNELS}·HW{length}", impl, workload,
            axis=("H·W", length), batch=BATCH, channels=CHANNELS, length=length, device=device)

@@ -216,9 +216,9 @@ def workload(impl: str, loss: str, batch: int, side: int, device: str = "cpu"):
 CASES = [(name, side) for name in LOSSES for side in SIDES[name]]
 
 
+@pytest.mark.parametrize("impl", ["ours", "composition"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}px")
-@pytest.mark.parametrize("impl", ["ours", "composition"])
 def test_loss_fwd_bwd(benchmark, impl, case, device):
     name, side = case
     batch = BATCH.get(name, 1)

@@ -80,9 +80,9 @@ def _record_match(benchmark, group, impl, device, axis, **shape):
            axis=axis, device=device, **shape)
 
 
+@pytest.mark.parametrize("impl", ["fused", "opencv", "skimage", "composition"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("templ_side", TEMPLATE_SIDES, ids=lambda t: f"t{t}")
-@pytest.mark.parametrize("impl", ["fused", "opencv", "skimage", "composition"])
 def test_match_template_side(benchmark, impl, templ_side, device):
     if device == "cuda" and impl in ("opencv", "skimage"):
         pytest.skip("CPU library")
@@ -90,9 +90,9 @@ def test_match_template_side(benchmark, impl, templ_side, device):
                   batch=1, templates=1, side=512, templ_side=templ_side)
 
 
+@pytest.mark.parametrize("impl", ["fused", "opencv", "skimage", "composition"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("side", IMAGE_SIDES, ids=lambda s: f"{s}sq")
-@pytest.mark.parametrize("impl", ["fused", "opencv", "skimage", "composition"])
 def test_match_image_side(benchmark, impl, side, device):
     if device == "cuda" and impl in ("opencv", "skimage"):
         pytest.skip("CPU library")
@@ -100,9 +100,9 @@ def test_match_image_side(benchmark, impl, side, device):
                   templates=1, side=side, templ_side=16)
 
 
+@pytest.mark.parametrize("impl", ["fused", "opencv_loop", "composition"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", BATCHES, ids=lambda c: f"N{c[0]}-K{c[1]}")
-@pytest.mark.parametrize("impl", ["fused", "opencv_loop", "composition"])
 def test_match_batched(benchmark, impl, case, device):
     n, k = case
     if device == "cuda" and impl == "opencv_loop":

@@ -49,9 +49,9 @@ def workload(impl: str, batch: int, size: int, device: str = "cpu"):
     return backward_run(lambda: (fn(x, weight, bias) * grad).sum(), x, device)
 
 
+@pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("size", SIDES, ids=lambda s: f"1x{s}px")
-@pytest.mark.parametrize("impl", list(IMPLS))
 def test_rff_patch_fwd_bwd(benchmark, impl, size, device):
     group = f"rff_patch fwd+bwd {device} F{FEATURES} 1x{size}²"
     if impl == "composition":

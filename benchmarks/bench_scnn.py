@@ -63,15 +63,15 @@ def _record_scnn(benchmark, group, impl, size, device, backward):
     record(benchmark, group, impl, workload, axis=("image side", size), size=size, device=device, backward=backward)
 
 
+@pytest.mark.parametrize("impl", ["fused", "composition"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s}x{s}")
-@pytest.mark.parametrize("impl", ["fused", "composition"])
 def test_scnn_fwd_bwd(benchmark, impl, size, device):
     _record_scnn(benchmark, f"scnn fwd+bwd {device} C{CHANNELS}·D{DEPTH}·{size}²", impl, size, device, True)
 
 
+@pytest.mark.parametrize("impl", ["fused", "composition"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s}x{s}")
-@pytest.mark.parametrize("impl", ["fused", "composition"])
 def test_scnn_forward(benchmark, impl, size, device):
     _record_scnn(benchmark, f"scnn forward {device} C{CHANNELS}·D{DEPTH}·{size}²", impl, size, device, False)
