@@ -6,9 +6,9 @@ by OPT_STEPS Adam steps on its pixels under content + style losses (``vgg`` + ``
 :mod:`perceptual_ext.losses.factory`; pixel ``mse`` where those losses are not installed, which is
 recorded in extra_info["loss"]). Johnson et al. report speed-ups for 100-500 L-BFGS iterations;
 the optimization time grows linearly with the step count, so multiply our speed-up by
-steps/OPT_STEPS to compare. On CUDA ``transform_net_amp`` adds float16 autocast. Sides 64² to
-256² (optimization at 512² takes a minute a call, too long for `make bench`); the optimization runs
-once per size (its first steps warm up the rest), no memory probe.
+steps/OPT_STEPS to compare. On CUDA ``transform_net_amp`` adds float16 autocast. Sides 32² to
+128² (optimization at 512² takes a minute a call, too long for `make bench`); the optimization runs
+once per size (its first step warms up the second), no memory probe.
 """
 import pytest
 import torch
@@ -17,7 +17,7 @@ from benchmarks._record import record
 from benchmarks.conftest import DEVICES, sync
 from perceptual_ext.models import StyleTransformNet
 
-SIZES = [64, 128, 256]
+SIZES = [32, 64, 128]
 OPT_STEPS = 2
 
 

@@ -39,8 +39,8 @@ SIDES = {
     "PatchMMDLoss": [128, 256, 512],
     "MMDPlusPlus": [64, 128, 256],
     "SCNNLoss": [32, 48, 64],
-    "PerceptualLoss": [64, 128, 256],
-    "StyleLoss": [64, 128, 256],
+    "PerceptualLoss": [32, 64, 128],
+    "StyleLoss": [32, 64, 128],
     "NCCLoss": [64, 256, 1024],
 }
 BATCH = {"StyleLoss": 4, "NCCLoss": 8}
