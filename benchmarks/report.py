@@ -210,7 +210,7 @@ def plot(data, path, out_dir) -> list:
     skipped = _skipped_by_op(data)
     written = []
     for op, fams in sorted(families(data).items()):
-        keys = sorted(fams)
+        keys = list(fams)  # the order the run recorded them: the bench file's order
         fig, axes = plt.subplots(len(keys), 2, figsize=(11, 3.6 * len(keys)), squeeze=False)
         for row, key in enumerate(keys):
             _plot_family(axes[row], op, key, fams[key], skipped.get(op, []))
@@ -255,11 +255,13 @@ def _plot_family(axes, op, key, benches, skipped):
         title += "\n" + "; ".join(f"{s.get('impl')} skipped at {_skip_where(s)} (memory)" for s in notes)
     any_memory = False
     xs_all = set()
-    for impl in sorted(lines, key=lambda i: (i not in OURS, i in anchors, i)):
+    ours = [i for i in lines if _is_ours(i, anchors)]
+    for impl in sorted(lines, key=lambda i: (i not in ours, i in anchors, i)):
         points = lines[impl]
         xs = [p[0] for p in points]
         xs_all.update(xs)
-        style = dict(marker="o", linewidth=2.2) if impl in OURS else dict(marker="s", linestyle="--", linewidth=1.4)
+        style = {"marker": "o", "linewidth": 2.2} if impl in ours else {"marker": "s", "linestyle": "--",
+                                                                          "linewidth": 1.4}
         name = impl + (" (anchor)" if impl in anchors else "")
         time_ax.plot(xs, [p[1] for p in points], label=name, **style)
         mem = [(p[0], p[2]) for p in points if p[2] is not None]
@@ -290,9 +292,14 @@ def _plot_family(axes, op, key, benches, skipped):
             ax.legend(fontsize=8)
 
 
+def _is_ours(impl, anchors) -> bool:
+    """Ours: "fused"/"ours", or any implementation that is neither an anchor nor a known peer."""
+    return impl in OURS or (impl not in ANCHORS and impl not in anchors)
+
+
 def _annotate_ratios(time_ax, mem_ax, lines, anchors):
     """Write ours' speed-up (anchor time / ours) and memory ratio beside each of our points."""
-    ours = next((i for i in lines if i in OURS), None)
+    ours = next((i for i in sorted(lines, key=lambda i: i not in OURS) if _is_ours(i, anchors)), None)
     anchor = next((i for i in lines if i in anchors and i != ours), None)
     if ours is None or anchor is None:
         return
