@@ -55,9 +55,9 @@ demo: build
 	$(PY) scripts/demo.py
 
 bench: build
-	$(PY) -m pytest benchmarks --benchmark-only -q \
-	  --benchmark-json=benchmarks/results/cpu-$$(date +%Y%m%d).json
-	$(PY) benchmarks/report.py benchmarks/results/cpu-$$(date +%Y%m%d).json
+	d=$$(date +%Y%m%d) && $(PY) -m pytest benchmarks --benchmark-only -q \
+	  --benchmark-json=benchmarks/results/cpu-$$d.json && \
+	$(PY) benchmarks/report.py benchmarks/results/cpu-$$d.json --plots docs/bench
 
 # A copy of the tree built with PERCEPTUAL_EXT_CUDA=1 against the CUDA torch, exactly as on a GPU
 # machine (build_ext --inplace), then imported and tested on this CPU-only machine.

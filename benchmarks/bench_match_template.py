@@ -1,11 +1,11 @@
 """Template matching (ncc = TM_CCOEFF_NORMED), forward: fused op vs OpenCV, scikit-image and the
 plain torch conv composition, all on the same threads (cv2.setNumThreads(torch.get_num_threads())).
 
-Groups: 512² grayscale with templates 8², 32², 64²; a batch of N=8 images x K=16 templates
-(256², 16²; OpenCV in a loop over the 128 pairs as "opencv_loop"); 2048² with 64².
+Three size axes: the template side (8², 32², 64² on a 512² image), the image side (512² to
+2048² with a 16² template) and the batch (N images x K templates of 256², 16²; OpenCV in a loop
+over the N·K pairs as "opencv_loop"). The report compares every group with OpenCV.
 """
 import cv2
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,8 +16,9 @@ from perceptual_ext.ops import match_template
 
 cv2.setNumThreads(torch.get_num_threads())
 
-SINGLE = [(512, 8), (512, 32), (512, 64), (2048, 64)]
-BATCH = (8, 16, 256, 16)  # N images, K templates, image side, template side
+TEMPLATE_SIDES = [8, 32, 64]  # on a 512² image
+IMAGE_SIDES = [512, 1024, 2048]  # with a 16² template
+BATCHES = [(2, 4), (8, 16), (16, 32)]  # N images x K templates, 256², 16²
 
 
 def composition(image, templ):
@@ -71,32 +72,40 @@ def workload(impl: str, batch: int, templates: int, side: int, templ_side: int, 
     return run
 
 
-def _record_match(benchmark, group, impl, device, **shape):
-    # Many rounds (the calls are short and this machine is noisy); the conv composition at 2048²
-    # takes seconds a call, so three.
-    large = shape["side"] >= 2048
-    record(benchmark, group, impl, workload, rounds=(3 if impl == "composition" else 9) if large else 30, warmup=2,
+def _record_match(benchmark, group, impl, device, axis, **shape):
+    # Many rounds for the short calls (this machine is noisy): the round budget picks them.
+    record(benchmark, group, impl, workload, budget_s=0.5, max_rounds=100,
            anchor=impl in ("opencv", "opencv_loop"),  # the report compares every match group with OpenCV
            memory=impl in ("fused", "composition"),  # torch tensors; OpenCV/skimage allocate outside torch
-           device=device, **shape)
+           axis=axis, device=device, **shape)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", SINGLE, ids=lambda c: f"{c[0]}sq-t{c[1]}")
 @pytest.mark.parametrize("impl", ["fused", "opencv", "skimage", "composition"])
-def test_match_single(benchmark, impl, case, device):
-    side, templ_side = case
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("templ_side", TEMPLATE_SIDES, ids=lambda t: f"t{t}")
+def test_match_template_side(benchmark, impl, templ_side, device):
     if device == "cuda" and impl in ("opencv", "skimage"):
         pytest.skip("CPU library")
-    _record_match(benchmark, f"match ncc {device} {side}²·{templ_side}²", impl, device, batch=1, templates=1, side=side,
-            templ_side=templ_side)
+    _record_match(benchmark, f"match ncc {device} 512²·{templ_side}²", impl, device, ("template side", templ_side),
+                  batch=1, templates=1, side=512, templ_side=templ_side)
 
 
+@pytest.mark.parametrize("impl", ["fused", "opencv", "skimage", "composition"])
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("side", IMAGE_SIDES, ids=lambda s: f"{s}sq")
+def test_match_image_side(benchmark, impl, side, device):
+    if device == "cuda" and impl in ("opencv", "skimage"):
+        pytest.skip("CPU library")
+    _record_match(benchmark, f"match ncc {device} {side}²·16²", impl, device, ("image side", side), batch=1,
+                  templates=1, side=side, templ_side=16)
+
+
 @pytest.mark.parametrize("impl", ["fused", "opencv_loop", "composition"])
-def test_match_batched(benchmark, impl, device):
-    n, k, side, templ_side = BATCH
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", BATCHES, ids=lambda c: f"N{c[0]}-K{c[1]}")
+def test_match_batched(benchmark, impl, case, device):
+    n, k = case
     if device == "cuda" and impl == "opencv_loop":
         pytest.skip("CPU library")
-    _record_match(benchmark, f"match ncc {device} N{n}×K{k} {side}²·{templ_side}²", impl, device, batch=n, templates=k,
-            side=side, templ_side=templ_side)
+    _record_match(benchmark, f"match ncc {device} N{n}×K{k} 256²·16²", impl, device, ("N·K pairs", n * k), batch=n,
+                  templates=k, side=256, templ_side=16)

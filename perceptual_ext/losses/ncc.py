@@ -11,7 +11,12 @@ _FLAT_TOLERANCE = 64.0 * torch.finfo(torch.float64).eps
 
 
 def _ncc(input: Tensor, target: Tensor) -> Tensor:
-    """Per-sample NCC with per-channel means, accumulated in float64; [N]."""
+    """Per-sample NCC with per-channel means, accumulated in float64; [N].
+
+    ``target`` may have batch 1: its statistics are computed once and broadcast. Each side's
+    statistics are built from that side alone, so a side that does not require grad (the usual
+    target) adds no backward work.
+    """
     x = input.double().flatten(2)
     y = target.double().flatten(2)
     xc = x - x.mean(2, keepdim=True)
@@ -41,7 +46,7 @@ def ncc_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
                          f"got {tuple(target.shape[1:])}")
     if target.shape[0] not in (1, input.shape[0]):
         raise ValueError(f"target batch must be 1 or {input.shape[0]}, got {target.shape[0]}")
-    return _checks.reduce(1.0 - _ncc(input, target.expand_as(input)), reduction)
+    return _checks.reduce(1.0 - _ncc(input, target), reduction)
 
 
 class NCCLoss(nn.Module):

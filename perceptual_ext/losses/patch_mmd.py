@@ -128,10 +128,15 @@ class PatchMMDLoss(nn.Module):
         return weight.to(like.device, like.dtype), bias.to(like.device, like.dtype)
 
     def per_sample(self, x: Tensor, y: Tensor) -> Tensor:
-        """Loss per sample, [N], of images already mapped to [-1, 1]."""
+        """Loss per sample, [N], of images already mapped to [-1, 1].
+
+        One op call per image: an image that does not require grad (the usual target) is
+        featurized without a graph, so backward computes the gradient of the other one only (one
+        call on the concatenation would make backward differentiate both).
+        """
         weight, bias = self.features(x.shape[1], x)
-        both = rff_patch_features(torch.cat([x, y]), weight, bias, self.window, self.stride)
-        fx, fy = both[:x.shape[0]], both[x.shape[0]:]
+        fx = rff_patch_features(x, weight, bias, self.window, self.stride)
+        fy = rff_patch_features(y, weight, bias, self.window, self.stride)
         return (fx - fy).square().mean(dim=(1, 2, 3))
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
