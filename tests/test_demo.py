@@ -3,6 +3,7 @@ the last line names the sheet; the full settings give pictures of at least 256 p
 import importlib.util
 import os
 import re
+import sys
 
 import pytest
 from PIL import Image
@@ -13,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _demo():
     spec = importlib.util.spec_from_file_location("demo", os.path.join(ROOT, "scripts", "demo.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules["demo"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
