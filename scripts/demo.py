@@ -358,27 +358,31 @@ def _anchor(title: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in title.lower())
 
 
-def write_summary(out: str, header: str, stages: List[Stage], width: int = 1100) -> str:
+def write_summary(out: str, header: str, stages: List[Stage], width: int = 1100, max_height: int = 320) -> str:
     """demo_out/summary.png: the sheet's pictures with their captions in one image (for the README)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    def font(size):
-        try:
-            return ImageFont.load_default(size=size)
-        except TypeError:  # Pillow < 10.1: one bitmap size
-            return ImageFont.load_default()
+    def font(size, name="DejaVuSans.ttf"):
+        try:  # DejaVu has every character printed here (², ·, σ); Pillow's own font may not
+            return ImageFont.truetype(name, size)
+        except OSError:
+            try:
+                return ImageFont.load_default(size=size)
+            except TypeError:  # Pillow < 10.1: one bitmap size
+                return ImageFont.load_default()
 
-    title_font, text_font = font(22), font(15)
-    rows = [("text", "perceptual_ext demo — " + header, title_font)]
+    title_font, text_font, mono = font(18), font(14), font(13, "DejaVuSansMono.ttf")
+    rows = [("text", "perceptual_ext demo: " + header, title_font)]
     for stage in stages:
+        rows.append(("text", f"{stage.title} ({stage.seconds:.0f} s): {stage.summary}", title_font))
         for picture in stage.pictures:
             image = Image.open(os.path.join(out, picture.path)).convert("RGB")
-            if image.width > width:
-                image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
-            rows.append(("text", f"{stage.title} ({stage.seconds:.0f} s): {picture.caption}", text_font))
+            scale = min(1.0, width / image.width, max_height / image.height)
+            if scale < 1.0:
+                image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+            rows.append(("text", picture.caption, text_font))
             rows.append(("image", image, None))
-            if stage.title == "GIM" and stage.lines:
-                rows += [("text", line, text_font) for line in stage.lines]
+        rows += [("text", line, mono) for line in stage.lines]
     pad, line_h = 10, 22
     height = pad + sum((line_h if kind == "text" else item.height + pad) for kind, item, _ in rows) + pad
     sheet = Image.new("RGB", (width + 2 * pad, height), "white")
