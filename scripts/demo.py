@@ -27,7 +27,7 @@ import html
 import os
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +93,7 @@ class Demo:
     def __init__(self, out: str, settings: dict, vgg_weights: Optional[str], progress: bool) -> None:
         self.out, self.s, self.vgg_weights, self.progress = out, settings, vgg_weights, progress
         self.stage: Optional[Stage] = None
+        self.textures: List[Tuple[torch.Tensor, str]] = []  # (image, caption), the exemplar first
 
     def log(self, line: str) -> None:
         """Print a line of numbers under the current stage and keep it for the sheet."""
@@ -154,7 +155,9 @@ class Demo:
                                         init=init, lr_decay="cosine", seed=0, progress=self.bar(f"{label} {size}²"))
             image = result.image
             history += result.history
-        return image, history, center_resize(exemplar, schedule[-1][0])
+        if not self.textures:
+            self.textures.append((center_resize(exemplar, schedule[-1][0]), "exemplar"))
+        return image, history
 
     def _phases(self, key: str) -> str:
         sizes = []
@@ -166,11 +169,11 @@ class Demo:
     def texture_mmd(self) -> str:
         from perceptual_ext.train.synthesis import texture_loss
 
-        image, history, exemplar = self._synthesize(
+        image, history = self._synthesize(
             lambda size, options: texture_loss("mmd", size, loss_kwargs={"channels": 1, **options}), self.s["mmd"],
             self.s["mmd_lr"], "patch MMD")
-        self.textures = [(exemplar, "exemplar")]
         self.textures.append((image, "patch MMD"))
+        save_image(image, os.path.join(self.out, "texture_mmd.png"))
         self.log(f"patch MMD {history[0]:.3g} -> {history[-1]:.3g} ({len(history)} Adam steps)")
         return f"{len(history)} steps, 3x3 patches, 1024 random Fourier features, one window over the image"
 
@@ -182,9 +185,10 @@ class Demo:
         def loss_at(size, options):  # grey image, VGG wants three channels
             return lambda x, t: vgg(x.expand(-1, 3, -1, -1), t.expand(-1, 3, -1, -1))
 
-        image, history, _ = self._synthesize(loss_at, self.s["gram"], self.s["gram_lr"], "Gram/VGG16")
+        image, history = self._synthesize(loss_at, self.s["gram"], self.s["gram_lr"], "Gram/VGG16")
         weights = "trained" if self.vgg_weights else "random"
         self.textures.append((image, f"Gram, {weights} VGG16"))
+        save_image(image, os.path.join(self.out, "texture_gram.png"))
         self.log(f"Gram loss {history[0]:.3g} -> {history[-1]:.3g} ({len(history)} Adam steps, {weights} VGG16,"
                  f" relu1_2..relu4_3)")
         return f"{len(history)} steps, {weights} VGG16 weights"
@@ -193,7 +197,7 @@ class Demo:
         from perceptual_ext.train.synthesis import texture_loss
 
         kwargs = {"in_channels": 1, "channels": self.s["scnn_channels"], "depth": self.s["scnn_depth"]}
-        image, history, _ = self._synthesize(
+        image, history = self._synthesize(
             lambda size, options: texture_loss("scnn", size, loss_kwargs={**kwargs, **options}), self.s["scnn"],
             self.s["scnn_lr"], "S-CNN")
         self.textures.append((image, "S-CNN"))
@@ -202,8 +206,7 @@ class Demo:
         pictures = [im if im.dim() == 3 else im[0] for im, _ in self.textures]
         self.save(image_grid(pictures, padding=4), "textures.png",
                   f"{TEXTURE}: the exemplar, then " + ", ".join(c for _, c in self.textures[1:]))
-        for (im, caption), name in zip(self.textures[1:], ("mmd", "gram", "scnn")):
-            save_image(im, os.path.join(self.out, f"texture_{name}.png"))
+        save_image(image, os.path.join(self.out, "texture_scnn.png"))
         return f"{len(history)} steps, C = {kwargs['channels']}, D = {kwargs['depth']}"
 
     def style_transfer(self) -> str:
