@@ -33,7 +33,7 @@ def test_quick_demo_writes_the_sheet(demo, tmp_path, capsys):
     # one line per stage says what it does, one says its time
     starts = [line for line in printed if re.match(r"\[\d/\d\] ", line)]
     assert len(starts) == 7
-    assert len([line for line in printed if re.match(r"\s+\d+\.\d s: ", line)]) == 7
+    assert len([line for line in printed if re.match(r"\s+\d+\.\d s \(CPU \d+\.\d s\): ", line)]) == 7
     text = sheet.read_text(encoding="utf-8")
     pictures = re.findall(r"<img src='([^']+)'", text)
     assert pictures == ["textures.png", "style.png", "gim.png", "match.png"]
@@ -43,7 +43,7 @@ def test_quick_demo_writes_the_sheet(demo, tmp_path, capsys):
     assert len(re.findall(r"<figcaption>", text)) == 4
     # the numbers printed under each stage are on the sheet
     for line in printed:
-        if line.startswith("      ") and not re.match(r"\s+\d+\.\d s: ", line):
+        if line.startswith("      ") and not re.match(r"\s+\d+\.\d s \(CPU", line):
             assert line.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in text, line
     assert "3/3 templates found" in text
     with Image.open(out / "summary.png") as summary:
