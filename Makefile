@@ -41,7 +41,7 @@ install: build
 $(STAMP): setup.py pyproject.toml
 	@rm -f build/install.log
 	@test -x $(PY) || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
-	@echo "installing $(TORCH_CPU) and the build tools into $(VENV) (log: build/install.log)"
+	@echo "installing $(TORCH_CPU) and the build tools into $(VENV)$(if $(filter 1,$(V)),, (log: build/install.log))"
 	@$(call logged,build/install.log,$(PY) -m pip install $(PIP_QUIET) $(TORCH_CPU) 'setuptools>=77' wheel ninja pybind11 numpy cmake)
 	@echo "installing perceptual_ext (editable, extras test and bench)"
 	@$(call logged,build/install.log,env PERCEPTUAL_EXT_NO_EXTENSION=1 $(PY) -m pip install $(PIP_QUIET) --no-build-isolation -e '$(EXTRAS)')
@@ -53,7 +53,7 @@ build: $(BUILT)
 
 $(BUILT): $(STAMP) $(SOURCES) setup.py
 	@rm -f build/build.log
-	@echo "compiling perceptual_ext._C with $(JOBS) job(s) (log: build/build.log; a few minutes the first time)"
+	@echo "compiling perceptual_ext._C with $(JOBS) job(s) ($(if $(filter 1,$(V)),,log: build/build.log; )a few minutes the first time)"
 	@start=$$(date +%s); $(call logged,build/build.log,$(PY) setup.py build_ext --inplace --force); \
 	  echo "compiled in $$(( $$(date +%s) - start )) s"
 	@touch $(BUILT)
