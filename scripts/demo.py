@@ -39,8 +39,8 @@ import perceptual_ext as pe  # noqa: E402
 from perceptual_ext.data import image_grid, sample_image, save_image  # noqa: E402
 from perceptual_ext.data.images import center_resize, save_text  # noqa: E402
 
-#: Steps and sizes, tuned so that the demo takes about three minutes on 2 CPU cores after the build.
-#: ``--quick`` (the test) shrinks every size and step count.
+#: Steps and sizes, meant for a few minutes on 2 idle CPU cores after the build (only measured on a
+#: shared, overloaded machine so far: see README). ``--quick`` (the test) shrinks every size and step.
 FULL = {
     # texture synthesis: (size, Adam steps, loss options) per phase, each phase starting from the
     # previous result (upscaled when the size grows); the patch-MMD kernel narrows from σ = 0.15
