@@ -1,5 +1,8 @@
 # perceptual_ext — set-up, tests, demo, benchmarks and the CUDA compile/link check.
 #   make demo        install (first time) and run the demo
+#   make install     the venv, the package (editable) and its compiled extension
+#   V=1              show pip's and the compiler's output (otherwise it goes to build/*.log and
+#                    only its last lines are printed, when a step fails)
 #   make test        install (first time), build, pytest, then the C++ tests (CMake + ctest)
 #   make bench       CPU benchmarks -> benchmarks/results/*.json and a ratio table
 #   make cuda-check  build every .cu against the CUDA torch, import on CPU, run the CPU tests
@@ -21,24 +24,39 @@ export MAX_JOBS := $(JOBS)
 STAMP := $(VENV)/.installed
 BUILT := build/.extension-built
 SOURCES := $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h csrc/cuda/*.cu)
+V ?= 0
+# $(call logged,LOG,COMMAND): run COMMAND with its output appended to LOG, printing LOG's tail if it
+# fails (V=1: the output goes to the screen instead).
+logged = mkdir -p build; if [ "$(V)" = 1 ]; then $(2); else $(2) >> $(1) 2>&1 || { \
+  tail -n 40 $(1); echo "*** failed: the last lines of $(1) are above (make V=1 shows everything)"; exit 1; }; fi
+PIP_QUIET := $(if $(filter 1,$(V)),,-q)
+EXTRAS := .[test,bench]
 
 .PHONY: install build test pytest ctest demo bench cuda-build cuda-check clean
 
-install: $(STAMP)
+install: build
 
+# The package is installed editable without compiling (pip would compile in a throw-away folder);
+# the one compile is the build step's, whose objects ninja keeps in build/ for incremental rebuilds.
 $(STAMP): setup.py pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q $(TORCH_CPU)
-	$(PY) -m pip install -q setuptools wheel ninja pybind11 numpy cmake
-	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'
-	mkdir -p build && touch $(STAMP) $(BUILT)
+	@rm -f build/install.log
+	@test -x $(PY) || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing $(TORCH_CPU) and the build tools into $(VENV)$(if $(filter 1,$(V)),, (log: build/install.log))"
+	@$(call logged,build/install.log,$(PY) -m pip install $(PIP_QUIET) $(TORCH_CPU) 'setuptools>=77' wheel ninja pybind11 numpy cmake)
+	@echo "installing perceptual_ext (editable, extras test and bench)"
+	@$(call logged,build/install.log,env PERCEPTUAL_EXT_NO_EXTENSION=1 $(PY) -m pip install $(PIP_QUIET) --no-build-isolation -e '$(EXTRAS)')
+	@touch $(STAMP)
 
-# Rebuild the extension in place when a C++/CUDA source changed (ninja recompiles only those).
+# Compile the extension in place: the first time, or when a C++/CUDA source or setup.py changed
+# (--force: ninja still recompiles only the changed files, headers included).
 build: $(BUILT)
 
-$(BUILT): $(STAMP) $(SOURCES)
-	$(PY) setup.py -q build_ext --inplace
-	mkdir -p build && touch $(BUILT)
+$(BUILT): $(STAMP) $(SOURCES) setup.py
+	@rm -f build/build.log
+	@echo "compiling perceptual_ext._C with $(JOBS) job(s) ($(if $(filter 1,$(V)),,log: build/build.log; )a few minutes the first time)"
+	@start=$$(date +%s); $(call logged,build/build.log,$(PY) setup.py build_ext --inplace --force); \
+	  echo "compiled in $$(( $$(date +%s) - start )) s"
+	@touch $(BUILT)
 
 pytest: build
 	$(PY) -m pytest

@@ -4,6 +4,10 @@ CPU kernels are always built (OpenMP, -O3, -march=native unless PERCEPTUAL_EXT_P
 CUDA kernels are built when the installed torch has CUDA and nvcc is found, or when
 PERCEPTUAL_EXT_CUDA=1 forces it (PERCEPTUAL_EXT_CUDA=0 turns them off).
 TORCH_CUDA_ARCH_LIST is honoured by torch's BuildExtension.
+
+PERCEPTUAL_EXT_NO_EXTENSION=1 installs the Python package without compiling it (used by `make
+install`: `pip install -e` builds in throw-away folders, so the Makefile installs the package this way
+and then compiles once with `setup.py build_ext --inplace`, whose objects ninja keeps in build/).
 """
 import glob
 import os
@@ -44,7 +48,10 @@ def _extension():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     # No errno or FP-exception flags are read anywhere: without them, loops with sqrt/division and
     # branch-free selects (the template-matching epilogue) vectorize.
-    cxx = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", f'-DPERCEPTUAL_EXT_VERSION="{VERSION}"']
+    # -Wno-unknown-pragmas: torch's vectorization headers carry `#pragma unroll` and `#pragma clang`
+    # lines that g++ does not know; under -Wall each translation unit would print ~40 such warnings.
+    cxx = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-Wno-unknown-pragmas",
+           f'-DPERCEPTUAL_EXT_VERSION="{VERSION}"']
     if not portable:
         cxx.append("-march=native")
     define_macros = []
@@ -72,8 +79,15 @@ def _extension():
         extra_compile_args={"cxx": cxx}, **kwargs)
 
 
+def _ext_modules():
+    flag = os.environ.get("PERCEPTUAL_EXT_NO_EXTENSION", "").strip()
+    if flag not in ("", "0", "1"):
+        raise RuntimeError(f"PERCEPTUAL_EXT_NO_EXTENSION must be 0 or 1, got {flag!r}")
+    return [] if flag == "1" else [_extension()]
+
+
 setup(
     version=VERSION,
-    ext_modules=[_extension()],
+    ext_modules=_ext_modules(),
     cmdclass={"build_ext": cpp_extension.BuildExtension},
 )
