@@ -242,7 +242,8 @@ class Demo:
         scale = max(1, -(-256 // crop))  # nearest-neighbour upscaling to >= 256 px, pixels kept visible
         tiles = [F.interpolate(t[None], scale_factor=scale, mode="nearest")[0] for t in tiles]
         self.save(image_grid(tiles, padding=4), "gim.png",
-                  f"a target crop, the mean of the 9 crops (= the MSE result), patch MMD, MMD++ ({crop}² shown x{scale})")
+                  "a target crop, the mean of the 9 crops (= the MSE result), patch MMD, MMD++ "
+                  f"({crop}² shown x{scale})")
         names = {"target_crop": "a target crop", "init_mean": "mean = MSE", "mmd": "patch MMD", "mmdpp": "MMD++"}
         self.log(f"{'':14s} SWD x1e3 (lower: sharper)   PSNR to the crops")
         for row in ("target_crop", "init_mean", "mmd", "mmdpp"):

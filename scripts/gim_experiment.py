@@ -86,7 +86,8 @@ def main(argv=None):
     args = parse_args(argv)
     device = torch.device(args.device)
     names = args.losses.split(",") if args.losses else (
-        ["mse", "vgg", "vgg_random", "scnn", "mmd", "mmdpp"] if args.vgg_weights else ["mse", "vgg", "scnn", "mmd", "mmdpp"])
+        ["mse", "vgg", "vgg_random", "scnn", "mmd", "mmdpp"] if args.vgg_weights
+        else ["mse", "vgg", "scnn", "mmd", "mmdpp"])
     scnn_channels = args.scnn_channels or (1024 if device.type == "cuda" else 64)
     loss_kwargs = {"scnn": {"channels": scnn_channels}}
     images = args.images.split(",")
@@ -96,7 +97,8 @@ def main(argv=None):
     start = time.perf_counter()
     for name in images:
         print(f"[{name}]", flush=True)
-        losses = {n: make_loss(n, vgg_weights=args.vgg_weights, seed=args.seed, **loss_kwargs.get(n, {})) for n in names}
+        losses = {n: make_loss(n, vgg_weights=args.vgg_weights, seed=args.seed, **loss_kwargs.get(n, {}))
+                  for n in names}
         result = gim_experiment(sample_image(name, channels=3), losses=losses, num_crops=args.num_crops,
                                 shift=args.shift, crop_size=args.crop_size, steps=args.steps, lr=args.lr,
                                 seed=args.seed, device=device, swd_kwargs={"nhoods_per_image": args.swd_nhoods})

@@ -3,7 +3,6 @@ import json
 import os
 
 import pytest
-import torch
 
 from perceptual_ext.cli import main
 from perceptual_ext.data import load_image, sample_image, save_image

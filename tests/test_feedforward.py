@@ -178,7 +178,8 @@ def test_corrupt_images_skipped_and_counted(tmp_path, image_dir):
     import io
 
     jpeg = io.BytesIO()
-    Image.fromarray(sample_image("coffee", channels=3, size=48).mul(255).byte().permute(1, 2, 0).numpy()).save(jpeg, "JPEG")
+    coffee = sample_image("coffee", channels=3, size=48).mul(255).byte().permute(1, 2, 0).numpy()
+    Image.fromarray(coffee).save(jpeg, "JPEG")
     (folder / "zz_truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])  # fails only to decode
     with pytest.warns(RuntimeWarning, match="skipping unreadable image"):
         data = ImageCrops(str(folder), 16)
@@ -225,7 +226,8 @@ def test_checkpoint_round_trip(tmp_path):
         assert torch.equal(model(x), result["model"](x))
     assert sorted(os.listdir(tmp_path / "samples")) == ["step_000001.png", "step_000002.png"]
     assert not glob.glob(str(tmp_path / ".tmp-*"))
-    assert load_image(str(tmp_path / "samples" / "step_000002.png")).shape == (3, 3 * 32, 4 * 32)  # rows bicubic/model/HR
+    # rows: bicubic, model, HR
+    assert load_image(str(tmp_path / "samples" / "step_000002.png")).shape == (3, 3 * 32, 4 * 32)
     with pytest.raises(FileExistsError, match="checkpoint.pt exists"):
         train_sr(None, 4, "l1", out_dir=str(tmp_path), steps=2, samples=("astronaut",), **TINY_SR)
     with pytest.raises(ValueError, match="not a perceptual_ext feed-forward checkpoint"):

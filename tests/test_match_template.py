@@ -135,7 +135,8 @@ def test_flat_window_rule(device):
     assert torch.all(ncc_textured[:, flat_cols] == 0)
     # Zero-energy windows for the energy-normalized methods.
     assert torch.all(match_template(image, textured_templ, "corr_normed")[0, 0][:, flat_cols] == 0)
-    assert torch.all(match_template(image, torch.zeros(1, 1, 4, 4, device=device), "corr_normed")[0, 0][:, flat_cols] == 1)
+    flat_templ = torch.zeros(1, 1, 4, 4, device=device)
+    assert torch.all(match_template(image, flat_templ, "corr_normed")[0, 0][:, flat_cols] == 1)
     assert torch.all(match_template(image, textured_templ, "ssd_normed")[0, 0][:, flat_cols] == 1)
     for method in METHODS:
         for templ in (flat_templ, textured_templ, torch.zeros_like(flat_templ)):
@@ -269,7 +270,8 @@ def test_layouts_and_non_contiguous(device):
                                    expected, rtol=0, atol=1e-12)
     sliced = base[:, :, ::2, 1:]
     assert not sliced.is_contiguous()
-    torch.testing.assert_close(match_template(sliced, templ, "ssd"), reference(sliced.cpu(), templ.cpu(), "ssd").to(device))
+    torch.testing.assert_close(match_template(sliced, templ, "ssd"),
+                               reference(sliced.cpu(), templ.cpu(), "ssd").to(device))
     # Convenience ranks: [H, W] x [h, w] -> [Ho, Wo]; [C, H, W] x [C, h, w] -> [Ho, Wo]; x [K, C, h, w] -> [K, Ho, Wo].
     assert match_template(base[0, 0], templ[0, 0]).shape == (26, 23)
     assert match_template(base[0], templ[0]).shape == (26, 23)
@@ -279,8 +281,9 @@ def test_layouts_and_non_contiguous(device):
 
 
 def test_empty_and_degenerate(device):
-    assert match_template(torch.rand(0, 1, 8, 8, device=device), torch.rand(3, 1, 2, 2, device=device)).shape == (0, 3, 7, 7)
-    assert match_template(torch.rand(2, 1, 8, 8, device=device), torch.rand(0, 1, 2, 2, device=device)).shape == (2, 0, 7, 7)
+    empty_batch = match_template(torch.rand(0, 1, 8, 8, device=device), torch.rand(3, 1, 2, 2, device=device))
+    no_templates = match_template(torch.rand(2, 1, 8, 8, device=device), torch.rand(0, 1, 2, 2, device=device))
+    assert empty_batch.shape == (0, 3, 7, 7) and no_templates.shape == (2, 0, 7, 7)
     image = torch.rand(2, 1, 8, 8, dtype=torch.float64, device=device, requires_grad=True)
     templ = torch.rand(0, 1, 2, 2, dtype=torch.float64, device=device, requires_grad=True)
     match_template(image, templ).sum().backward()
@@ -293,7 +296,8 @@ def test_empty_and_degenerate(device):
     (torch.rand(5), torch.rand(2, 2), {}, ValueError, "image must be"),
     (torch.rand(1, 1, 1, 5, 5), torch.rand(2, 2), {}, ValueError, "image must be"),
     (torch.rand(5, 5), torch.rand(1, 1, 1, 2, 2), {}, ValueError, "templ must be"),
-    (torch.ones(5, 5, dtype=torch.int64), torch.ones(2, 2, dtype=torch.int64), {}, TypeError, "image must be a real floating"),
+    (torch.ones(5, 5, dtype=torch.int64), torch.ones(2, 2, dtype=torch.int64), {}, TypeError,
+     "image must be a real floating"),
     (torch.rand(5, 5), torch.rand(2, 2, dtype=torch.float64), {}, TypeError, "same dtype"),
     (torch.rand(5, 5), torch.rand(2, 2), {"method": "sqdiff"}, ValueError, "method must be one of"),
     (torch.rand(5, 5), torch.rand(2, 2), {"mask": torch.rand(3, 3)}, ValueError, "mask must be"),

@@ -38,10 +38,12 @@ def test_patch_mmd_loss_matches_composition(device):
 
 def test_patch_mmd_loss_draws():
     x, y = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
-    fixed = PatchMMDLoss(num_features=32, window=8, stride=4, resample=False, generator=torch.Generator().manual_seed(0))
+    fixed = PatchMMDLoss(num_features=32, window=8, stride=4, resample=False,
+                         generator=torch.Generator().manual_seed(0))
     assert torch.equal(fixed(x, y), fixed(x, y))
     assert set(fixed.state_dict()) == {"weight", "bias"} and list(fixed.parameters()) == []
-    again = PatchMMDLoss(num_features=32, window=8, stride=4, resample=False, generator=torch.Generator().manual_seed(0))
+    again = PatchMMDLoss(num_features=32, window=8, stride=4, resample=False,
+                         generator=torch.Generator().manual_seed(0))
     assert torch.equal(fixed(x, y), again(x, y))
     redrawn = PatchMMDLoss(num_features=32, window=8, stride=4, generator=torch.Generator().manual_seed(0))
     assert not torch.equal(redrawn(x, y), redrawn(x, y))
@@ -78,7 +80,9 @@ def exact_reference_slow(x, y, patch_size, sigma, window, stride):
     """Window by window, pair by pair with torch.cdist: independent of exact_patch_mmd's batching."""
     pad = patch_size // 2
     s = sigma * patch_size ** 2
-    k = lambda a, b: torch.exp(-torch.cdist(a, b).square() / (2 * s * s)).mean()
+    def k(a, b):
+        return torch.exp(-torch.cdist(a, b).square() / (2 * s * s)).mean()
+
     totals = []
     for n in range(x.shape[0]):
         px = F.unfold(F.pad(x[n:n + 1] * 2 - 1, [pad] * 4, mode="reflect"), patch_size)[0].T

@@ -129,7 +129,8 @@ def test_window_larger_than_image():
 @pytest.mark.parametrize("args,exc,match", [
     (dict(x=torch.rand(3, 8, 8)), ValueError, r"x must be \[N, C, H, W\]"),
     (dict(x=torch.ones(1, 3, 8, 8, dtype=torch.int64)), TypeError, "x must be a real floating"),
-    (dict(weight=torch.randn(4, 2, 3, 3, dtype=torch.float64)), ValueError, "weight must be \\[F, C, P, P\\] with C = 3"),
+    (dict(weight=torch.randn(4, 2, 3, 3, dtype=torch.float64)), ValueError,
+     "weight must be \\[F, C, P, P\\] with C = 3"),
     (dict(weight=torch.randn(4, 3, 3, 2, dtype=torch.float64)), ValueError, "weight must be \\[F, C, P, P\\]"),
     (dict(bias=torch.rand(5, dtype=torch.float64)), ValueError, "bias must be \\[F\\] with F = 4"),
     (dict(bias=torch.rand(4)), TypeError, "x and bias must have the same dtype"),

@@ -12,7 +12,6 @@ import warnings
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import Dataset, Sampler

@@ -150,7 +150,8 @@ def _masked(image: Tensor, templ: Tensor, method: str, mask: Tensor) -> Tensor:
         f_energy = _OPS.match_template(f.square().sum(1, keepdim=True), a, "corr")
         f_var = f_energy - (2 * window_mean * window_a - window_mean.square() * a_sum).sum(1)
         g_var = (a * g * g).sum((1, 2, 3)).view(1, -1, 1, 1)
-        return _normalized(cross, f_var, g_var, f_energy, (a * templ.double().square()).sum((1, 2, 3)).view(1, -1, 1, 1),
+        templ_energy = (a * templ.double().square()).sum((1, 2, 3)).view(1, -1, 1, 1)
+        return _normalized(cross, f_var, g_var, f_energy, templ_energy,
                            flat_value=1.0, clamp=True)
     cross = _OPS.match_template(f, a * g, "corr")
     if method == "corr":

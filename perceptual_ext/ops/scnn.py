@@ -110,7 +110,8 @@ def scnn_features(x: Tensor, first_weight: Tensor, first_bias: Tensor, weights: 
         raise TypeError(f"patch_norm must be a bool, got {type(patch_norm).__name__}")
     c, c_in, p, p2 = first_weight.shape
     if x.shape[1] != c_in:
-        raise ValueError(f"x has {x.shape[1]} channels but first_weight expects {c_in} (shape {tuple(first_weight.shape)})")
+        raise ValueError(f"x has {x.shape[1]} channels but first_weight expects {c_in} "
+                         f"(shape {tuple(first_weight.shape)})")
     if p != p2 or p % 2 == 0:
         raise ValueError(f"first_weight must have an odd square kernel P x P, got shape {tuple(first_weight.shape)}")
     if first_bias.shape[0] != c:

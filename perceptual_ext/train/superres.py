@@ -87,7 +87,8 @@ def train_sr(image_dir: Optional[str] = None, scale: int = 4, loss: str = "mse",
                 num_workers=num_workers, sample_every=sample_every, checkpoint_every=checkpoint_every, resume=resume,
                 overwrite=overwrite, progress=progress, optimizer=optimizer)
 
-def _eval_images(image_dir: Optional[str], samples: Sequence[str], size: Optional[int], scale: int) -> List[Tuple[str, Tensor]]:
+def _eval_images(image_dir: Optional[str], samples: Sequence[str], size: Optional[int],
+                 scale: int) -> List[Tuple[str, Tensor]]:
     if image_dir is None:
         named = [(name, sample_image(name, channels=3)) for name in samples]
     else:
