@@ -36,9 +36,9 @@ def step_time_256(steps: int = 4) -> dict:
     wall time and as this process's CPU time."""
     import tempfile
 
-    from perceptual_ext.train import gan
+    from perceptual_ext.train import pix2pix
 
-    original, times = gan._Pix2PixStep.__call__, []
+    original, times = pix2pix._Pix2PixStep.__call__, []
 
     def timed(self, wrapped, batch):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -46,13 +46,13 @@ def step_time_256(steps: int = 4) -> dict:
         times.append((time.perf_counter() - wall, time.process_time() - cpu))
         return out
 
-    gan._Pix2PixStep.__call__ = timed
+    pix2pix._Pix2PixStep.__call__ = timed
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            gan.train_pix2pix(out_dir=tmp, steps=steps, crop_size=256, load_size=256, builtin="edges", sample_every=0,
-                              checkpoint_every=0, progress=False, device="cpu")
+            pix2pix.train_pix2pix(out_dir=tmp, steps=steps, crop_size=256, load_size=256, builtin="edges",
+                                  sample_every=0, checkpoint_every=0, progress=False, device="cpu")
     finally:
-        gan._Pix2PixStep.__call__ = original
+        pix2pix._Pix2PixStep.__call__ = original
     return {"wall_seconds": round(float(np.median([t[0] for t in times[1:]])), 3),
             "cpu_seconds": round(float(np.median([t[1] for t in times[1:]])), 3)}
 

@@ -12,6 +12,7 @@ import torch
 from perceptual_ext import cli
 from perceptual_ext.data import PairedImages, load_image, write_sample_pairs
 from perceptual_ext.train import load_checkpoint, load_gan_generator, train_cyclegan, train_pix2pix, train_sr
+from perceptual_ext.models import UNetGenerator
 from perceptual_ext.train import gan as train_gan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +44,7 @@ def test_pix2pix_learns_on_builtin_set(tmp_path):
     inputs = torch.stack([ds[i]["A"] for i in range(len(ds))])
     targets = torch.stack([ds[i]["B"] for i in range(len(ds))])
     torch.manual_seed(0)
-    before_net = train_gan.PaperInference(train_gan.UNetGenerator(num_downs=5, ngf=8))
+    before_net = train_gan.PaperInference(UNetGenerator(num_downs=5, ngf=8))
     with torch.no_grad():
         before = (before_net(inputs) - targets).abs().mean().item()
     result = train_pix2pix(out_dir=str(tmp_path), steps=40, decay_steps=0, batch_size=4, lr=1e-3,
@@ -280,7 +281,7 @@ def test_cli_help_has_examples(command, capsys):
 def test_paper_inference_normalizes_each_image_alone():
     """translate's batch norm: each image with its own statistics, running averages untouched, dropout off."""
     torch.manual_seed(0)
-    g = train_gan.UNetGenerator(num_downs=5, ngf=4).train()
+    g = UNetGenerator(num_downs=5, ngf=4).train()
     buffers = [b.clone() for b in g.buffers()]
     x = torch.rand(3, 3, 32, 32)
     wrapped = train_gan.PaperInference(g)

@@ -10,9 +10,11 @@ their image history).
 from .apply import load_transform_net, transform_files
 from .colorization import colorize_files, load_colorization_net, train_colorization
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
-from .gan import load_gan_generator, train_cyclegan, train_pix2pix, translate_files
+from .cyclegan import train_cyclegan
+from .gan_translate import load_gan_generator, translate_files
 from .image_pool import ImagePool
 from .optimize import OptimizeResult, optimize_image
+from .pix2pix import train_pix2pix
 from .style import train_style
 from .superres import evaluate_sr, format_sr_table, train_sr
 from .gim import GIMResult, gim_experiment
