@@ -3,7 +3,8 @@ the sliced Wasserstein distance between image sets (Karras et al.), the exact pa
 BAPPS protocol's 2AFC and JND scores (Zhang et al. 2018), and FID/KID (streaming Inception feature
 statistics, the exact Fréchet distance)."""
 from .bapps import jnd_map, two_afc_score
-from .fid import FeatureStatistics, compute_features, fid, frechet_distance, kid, trace_sqrt_product
+from .fid import FeatureStatistics, frechet_distance, kid, trace_sqrt_product
+from .fid_images import compute_features, fid
 from .patch_mmd import exact_patch_mmd
 from .quality import psnr, ssim
 from .swd import laplacian_pyramid, swd
