@@ -51,6 +51,29 @@ def _check_frozen(tensors: dict) -> None:
                              f"are frozen random features. Pass {name}.detach() (or register it as a buffer).")
 
 
+def _check_shapes(x: Tensor, first_weight: Tensor, first_bias: Tensor, weights: Tensor, biases: Tensor,
+                  window: int) -> None:
+    """The layer shapes agree with each other and with ``x``; every tensor on x's device and dtype."""
+    c, c_in, p, p2 = first_weight.shape
+    if x.shape[1] != c_in:
+        raise ValueError(f"x has {x.shape[1]} channels but first_weight expects {c_in} "
+                         f"(shape {tuple(first_weight.shape)})")
+    if p != p2 or p % 2 == 0:
+        raise ValueError(f"first_weight must have an odd square kernel P x P, got shape {tuple(first_weight.shape)}")
+    if first_bias.shape[0] != c:
+        raise ValueError(f"first_bias must be [{c}], got shape {tuple(first_bias.shape)}")
+    if weights.shape[1:] != (c, c):
+        raise ValueError(f"weights must be [D, {c}, {c}], got shape {tuple(weights.shape)}")
+    if biases.shape != (weights.shape[0], c):
+        raise ValueError(f"biases must be [{weights.shape[0]}, {c}], got shape {tuple(biases.shape)}")
+    if x.shape[2] < window or x.shape[3] < window:
+        raise ValueError(f"x is {x.shape[2]} x {x.shape[3]}, smaller than the pooling window {window} x {window}")
+    for name, t in (("first_weight", first_weight), ("first_bias", first_bias), ("weights", weights),
+                    ("biases", biases)):
+        _checks.same_device(x, t, "x", name)
+        _checks.same_dtype(x, t, "x", name)
+
+
 def scnn_features(x: Tensor, first_weight: Tensor, first_bias: Tensor, weights: WeightsArg, biases: WeightsArg,
                   window: int = 32, stride: int = 16, patch_norm: bool = False) -> Tensor:
     r"""Pooled features of a shallow wide CNN (S-CNN), fused: no activation map is ever stored.
@@ -108,24 +131,7 @@ def scnn_features(x: Tensor, first_weight: Tensor, first_bias: Tensor, weights: 
     stride = _checks.positive_int(stride, "stride")
     if not isinstance(patch_norm, bool):
         raise TypeError(f"patch_norm must be a bool, got {type(patch_norm).__name__}")
-    c, c_in, p, p2 = first_weight.shape
-    if x.shape[1] != c_in:
-        raise ValueError(f"x has {x.shape[1]} channels but first_weight expects {c_in} "
-                         f"(shape {tuple(first_weight.shape)})")
-    if p != p2 or p % 2 == 0:
-        raise ValueError(f"first_weight must have an odd square kernel P x P, got shape {tuple(first_weight.shape)}")
-    if first_bias.shape[0] != c:
-        raise ValueError(f"first_bias must be [{c}], got shape {tuple(first_bias.shape)}")
-    if weights.shape[1:] != (c, c):
-        raise ValueError(f"weights must be [D, {c}, {c}], got shape {tuple(weights.shape)}")
-    if biases.shape != (weights.shape[0], c):
-        raise ValueError(f"biases must be [{weights.shape[0]}, {c}], got shape {tuple(biases.shape)}")
-    if x.shape[2] < window or x.shape[3] < window:
-        raise ValueError(f"x is {x.shape[2]} x {x.shape[3]}, smaller than the pooling window {window} x {window}")
-    for name, t in (("first_weight", first_weight), ("first_bias", first_bias), ("weights", weights),
-                    ("biases", biases)):
-        _checks.same_device(x, t, "x", name)
-        _checks.same_dtype(x, t, "x", name)
+    _check_shapes(x, first_weight, first_bias, weights, biases, window)
     _check_frozen({"first_weight": first_weight, "first_bias": first_bias, "weights": weights, "biases": biases})
     save_masks = torch.is_grad_enabled() and x.requires_grad
     dtype = _checks.compute_dtype(x, native_cuda=True)
