@@ -112,15 +112,7 @@ at::Tensor backward_cpu(const at::Tensor& grad_in, const at::Tensor& logits_in, 
                         const at::Tensor& bins_in, const at::Tensor& weights_in, const at::Tensor& lse_in,
                         int64_t neighbors, double sigma) {
   const int64_t classes =
-      sece::check_arguments(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
-  const char* op = "soft_encoded_cross_entropy_backward";
-  check_same(grad_in, logits_in, op, "grad", "logits");
-  check_same(lse_in, logits_in, op, "lse", "logits");
-  const auto expected = std::vector<int64_t>{logits_in.size(0), logits_in.size(2), logits_in.size(3)};
-  TORCH_CHECK(grad_in.sizes() == expected, op, ": grad must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
-              grad_in.sizes());
-  TORCH_CHECK(lse_in.sizes() == expected, op, ": lse must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
-              lse_in.sizes());
+      sece::check_backward_arguments(grad_in, logits_in, ab_in, bins_in, weights_in, lse_in, neighbors, sigma);
   const auto logits = logits_in.contiguous(), ab = ab_in.contiguous(), bins = bins_in.contiguous(),
              weights = weights_in.contiguous(), grad = grad_in.contiguous(), lse = lse_in.contiguous();
   auto out = at::empty_like(logits);

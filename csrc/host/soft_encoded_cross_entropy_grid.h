@@ -105,5 +105,21 @@ inline int64_t check_arguments(const at::Tensor& logits, const at::Tensor& ab, c
   return q;
 }
 
+// The backward op's arguments: those of the forward, plus grad and lse, each [N, H, W] like the loss.
+inline int64_t check_backward_arguments(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& ab,
+                                        const at::Tensor& bins, const at::Tensor& weights, const at::Tensor& lse,
+                                        int64_t neighbors, double sigma) {
+  const int64_t classes = check_arguments(logits, ab, bins, weights, neighbors, sigma, {at::kFloat, at::kDouble});
+  const char* op = "soft_encoded_cross_entropy_backward";
+  check_same(grad, logits, op, "grad", "logits");
+  check_same(lse, logits, op, "lse", "logits");
+  const auto expected = std::vector<int64_t>{logits.size(0), logits.size(2), logits.size(3)};
+  TORCH_CHECK(grad.sizes() == expected, op, ": grad must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
+              grad.sizes());
+  TORCH_CHECK(lse.sizes() == expected, op, ": lse must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
+              lse.sizes());
+  return classes;
+}
+
 }  // namespace soft_encoded_cross_entropy
 }  // namespace perceptual_ext

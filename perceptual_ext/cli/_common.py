@@ -105,3 +105,21 @@ def read_image(spec: str, what: str = "image", channels: int = 3):
 
 def add_device_option(p) -> None:
     p.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available, else cpu)")
+
+
+def io_pairs(source: str, out: str):
+    """(inputs, outputs): a file -> OUT (a file, or a file inside an existing folder); a folder -> OUT/<name>.png."""
+    from ..data import list_images  # the data layer on demand: `--help` stays fast
+
+    if os.path.isdir(source):
+        inputs = list_images(source)
+        if not inputs:
+            raise UserError(f"no images in {source}")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise UserError(f"--out must be a folder when the input is a folder: {out}")
+        return inputs, [os.path.join(out, os.path.splitext(os.path.basename(p))[0] + ".png") for p in inputs]
+    if not os.path.isfile(source):
+        raise UserError(f"input not found: {source}")
+    if os.path.isdir(out):
+        out = os.path.join(out, os.path.splitext(os.path.basename(source))[0] + ".png")
+    return [source], [out]

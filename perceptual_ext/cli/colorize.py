@@ -1,10 +1,9 @@
 """Colorization (Zhang et al. 2016): ``train-colorize`` and ``colorize``."""
 from __future__ import annotations
 
-import os
 
-from ._common import (UserError, add_command, add_device_option, check_outputs, device, existing_dir, positive,
-                      user_errors)
+from ._common import (UserError, add_command, add_device_option, check_outputs, device, existing_dir, io_pairs,
+                      positive, user_errors)
 
 
 def _add_train_colorize(sub) -> None:
@@ -87,30 +86,13 @@ def _add_colorize(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
-def _io_pairs(source: str, out: str):
-    from ..data import list_images
-
-    if os.path.isdir(source):
-        inputs = list_images(source)
-        if not inputs:
-            raise UserError(f"no images in {source}")
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise UserError(f"--out must be a folder when the input is a folder: {out}")
-        return inputs, [os.path.join(out, os.path.splitext(os.path.basename(p))[0] + ".png") for p in inputs]
-    if not os.path.isfile(source):
-        raise UserError(f"input not found: {source}")
-    if os.path.isdir(out):
-        out = os.path.join(out, os.path.splitext(os.path.basename(source))[0] + ".png")
-    return [source], [out]
-
-
 def _run_colorize(args) -> int:
     from ..train import colorize_files, load_colorization_net
 
     dev = device(args.device)
     if not args.temperature >= 0 or args.temperature == float("inf"):
         raise UserError(f"--temperature must be a finite number >= 0, got {args.temperature}")
-    inputs, outputs = _io_pairs(args.input, args.out)
+    inputs, outputs = io_pairs(args.input, args.out)
     check_outputs(outputs, args.overwrite, images=True)
     with user_errors():
         model, _ = load_colorization_net(args.model, dev)

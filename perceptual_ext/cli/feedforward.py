@@ -1,10 +1,9 @@
 """Feed-forward networks: ``train-style``, ``train-sr``, ``stylize``, ``superres``, ``eval-sr``."""
 from __future__ import annotations
 
-import os
 
-from ._common import (UserError, add_command, add_device_option, check_outputs, device, existing_dir, positive,
-                      user_errors)
+from ._common import (UserError, add_command, add_device_option, check_outputs, device, existing_dir, io_pairs,
+                      positive, user_errors)
 from .optimize import add_stylize_optimize_options, run_stylize_optimize
 
 
@@ -116,30 +115,12 @@ def _run_train_sr(args) -> int:
         **_training_kwargs(args))
 
 
-def _io_pairs(source: str, out: str):
-    """(inputs, outputs): a file -> OUT (a file, or a file inside an existing folder); a folder -> OUT/<name>.png."""
-    from ..data import list_images
-
-    if os.path.isdir(source):
-        inputs = list_images(source)
-        if not inputs:
-            raise UserError(f"no images in {source}")
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise UserError(f"--out must be a folder when the input is a folder: {out}")
-        return inputs, [os.path.join(out, os.path.splitext(os.path.basename(p))[0] + ".png") for p in inputs]
-    if not os.path.isfile(source):
-        raise UserError(f"input not found: {source}")
-    if os.path.isdir(out):
-        out = os.path.join(out, os.path.splitext(os.path.basename(source))[0] + ".png")
-    return [source], [out]
-
-
 def _apply_model(args, task: str) -> int:
     from ..train import load_transform_net, transform_files
 
     dev = device(args.device)
     positive(args.batch_size, "--batch-size")
-    inputs, outputs = _io_pairs(args.input, args.out)
+    inputs, outputs = io_pairs(args.input, args.out)
     check_outputs(outputs, args.overwrite, images=True)
     with user_errors():
         model, checkpoint = load_transform_net(args.model, dev)

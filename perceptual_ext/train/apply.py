@@ -10,17 +10,13 @@ from torch import nn
 from .. import _checks
 from ..data.images import load_image, save_image
 from ..models.transform import build_model
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, restore_network
 
 
 def load_transform_net(path: str, device: Union[str, torch.device] = "cpu") -> Tuple[nn.Module, dict]:
     """The trained network of a checkpoint, in eval mode on ``device``, and the checkpoint itself."""
     checkpoint = load_checkpoint(path)
-    try:
-        model = build_model(checkpoint["model"]["class"], **checkpoint["model"]["config"])
-        model.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise ValueError(f"checkpoint {path} does not hold a network this version can build: {exc}") from exc
+    model = restore_network(path, checkpoint, lambda **config: build_model(checkpoint["model"]["class"], **config))
     return model.to(device).eval(), checkpoint
 
 

@@ -94,6 +94,17 @@ def load_checkpoint(path: str, map_location: Union[str, torch.device] = "cpu",
     return checkpoint
 
 
+def restore_network(path: str, checkpoint: dict, build) -> nn.Module:
+    """``build(**config)`` with the checkpoint's weights loaded; ValueError naming ``path`` if the
+    checkpoint's config or weights do not fit the network this version builds."""
+    try:
+        model = build(**checkpoint["model"]["config"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ValueError(f"checkpoint {path} does not hold a network this version can build: {exc}") from exc
+    return model
+
+
 def full_config(cls: type, config: dict) -> dict:
     """A checkpoint's model config completed with ``cls``'s defaults for options added since it was
     written (e.g. ``residual=False``), so that old checkpoints still compare equal when resumed."""

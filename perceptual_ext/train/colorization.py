@@ -18,7 +18,7 @@ from ..data.images import SAMPLE_IMAGES
 from ..data.images import load_image, sample_image, save_image
 from ..losses.colorization import NUM_BINS, ColorizationLoss, estimate_ab_prior
 from ..models.colorization import ColorizationNet
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, restore_network
 from .loop import fit, grid
 
 TASK = "colorize"
@@ -144,11 +144,7 @@ def load_colorization_net(path: str, device: Union[str, torch.device] = "cpu") -
     checkpoint = load_checkpoint(path)
     if checkpoint["task"] != TASK or checkpoint["model"].get("class") != ColorizationNet.__name__:
         raise ValueError(f"{path} is a {checkpoint['task']!r} checkpoint, not a colorization one")
-    try:
-        model = ColorizationNet(**checkpoint["model"]["config"])
-        model.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise ValueError(f"checkpoint {path} does not hold a network this version can build: {exc}") from exc
+    model = restore_network(path, checkpoint, ColorizationNet)
     return model.to(device).eval(), checkpoint
 
 

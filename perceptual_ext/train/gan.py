@@ -48,7 +48,7 @@ from ..losses.gan import GAN_MODES, gan_loss
 from .checkpoint import CHECKPOINT_FORMAT, full_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import Process, mean_over_processes, process_group
 from .image_pool import ImagePool
-from .loop import OPTIMIZERS, preview_batch, refuse_overwrite, step_loader, write_sample
+from .loop import OPTIMIZERS, check_options, preview_batch, refuse_overwrite, step_loader, write_sample
 
 GAN_TASKS = ("pix2pix", "cyclegan")
 #: Adam's betas in pix2pix and CycleGAN.
@@ -289,13 +289,7 @@ def _extra_terms(extra: nn.ModuleList, weights: Sequence[float], fake: Tensor, t
 
 def _common_checks(steps, batch_size, lr, decay_steps, num_workers, sample_every, checkpoint_every, gan_mode,
                    optimizer) -> int:
-    _checks.choice(optimizer, "optimizer", OPTIMIZERS)
-    _checks.positive_int(steps, "steps")
-    _checks.positive_int(batch_size, "batch_size")
-    _checks.positive_float(lr, "lr")
-    _checks.positive_int(num_workers, "num_workers", minimum=0)
-    _checks.positive_int(sample_every, "sample_every", minimum=0)
-    _checks.positive_int(checkpoint_every, "checkpoint_every", minimum=0)
+    check_options(steps, batch_size, lr, num_workers, sample_every, checkpoint_every, optimizer)
     _checks.choice(gan_mode, "gan_mode", GAN_MODES)
     if decay_steps is None:
         return steps // 2

@@ -53,7 +53,8 @@ def preview_batch(dataset, count: int = 4) -> Dict[str, Tensor]:
     return {k: v for k, v in torch.utils.data.default_collate(items).items() if isinstance(v, Tensor)}
 
 
-def _check_options(steps, batch_size, lr, num_workers, sample_every, checkpoint_every, optimizer) -> None:
+def check_options(steps, batch_size, lr, num_workers, sample_every, checkpoint_every, optimizer) -> None:
+    """The loop options every trainer takes, checked before any work."""
     _checks.positive_int(steps, "steps")
     _checks.positive_int(batch_size, "batch_size")
     _checks.positive_float(lr, "lr")
@@ -93,7 +94,7 @@ def fit(*, task: str, model: nn.Module, dataset, objective: Callable[[nn.Module,
         dict with ``checkpoint`` (path, rank 0; else None), ``steps``, ``history`` (loss per step,
         averaged over processes), ``skipped_files``, ``failed_loads`` and ``model`` (eval mode).
     """
-    _check_options(steps, batch_size, lr, num_workers, sample_every, checkpoint_every, optimizer)
+    check_options(steps, batch_size, lr, num_workers, sample_every, checkpoint_every, optimizer)
     checkpoint_path = refuse_overwrite(out_dir, resume, overwrite)
     with process_group(_checks.device(device)) as process:
         model.to(process.device)
