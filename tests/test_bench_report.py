@@ -1,6 +1,7 @@
 """benchmarks/report.py (ratio table, skipped cases, GPU results, one plot per op and per loss) and
 the memory-skip helper of benchmarks/_record.py, on small synthetic results files."""
 import glob
+import re
 import json
 import os
 
@@ -138,7 +139,9 @@ def test_skip_over_memory_records_the_reason(monkeypatch):
 
 
 def _newest_cpu_results():
-    found = sorted(glob.glob(os.path.join(ROOT, "benchmarks", "results", "cpu-*.json")))
+    """The newest full `make bench` run, cpu-YYYYMMDD.json (not the per-op or rerun files beside it)."""
+    found = sorted(p for p in glob.glob(os.path.join(ROOT, "benchmarks", "results", "cpu-*.json"))
+                   if re.fullmatch(r"cpu-\d{8}\.json", os.path.basename(p)))
     return found[-1] if found else None
 
 
