@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _checks
+from ._torchvision import read_state_dict
 
 #: The weight file pytorch-fid downloads (the TensorFlow FID Inception ported to PyTorch).
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -156,22 +157,9 @@ def _read_state_dict(weights) -> Mapping:
         raise ValueError(f"weights: FIDInceptionV3 needs pytorch-fid's Inception weight file {FID_WEIGHTS_FILE} "
                          f"(download it once from {FID_WEIGHTS_URL} and pass its path; nothing is downloaded "
                          "at run time)")
-    if isinstance(weights, Mapping):
-        return weights
-    if not isinstance(weights, (str, os.PathLike)):
+    if not isinstance(weights, (str, os.PathLike, Mapping)):
         raise TypeError(f"weights must be a path to {FID_WEIGHTS_FILE} or a state dict, got {type(weights).__name__}")
-    path = os.fspath(weights)
-    if not os.path.isfile(path):
-        raise ValueError(f"weights: no such file {path!r} (expected pytorch-fid's Inception weights "
-                         f"{FID_WEIGHTS_FILE}, from {FID_WEIGHTS_URL})")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise ValueError(f"weights: could not read {path!r} as a state dict with torch.load(weights_only=True): "
-                         f"{exc}") from exc
-    if not isinstance(state, Mapping):
-        raise ValueError(f"weights: {path!r} holds a {type(state).__name__}, expected a state dict (a mapping of "
-                         "tensors)")
+    state, _ = read_state_dict(weights, "pytorch-fid's Inception", f"{FID_WEIGHTS_FILE}, from {FID_WEIGHTS_URL}")
     return state
 
 
