@@ -106,6 +106,19 @@ def read_image(spec: str, what: str = "image", channels: int = 3):
 def add_device_option(p) -> None:
     p.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available, else cpu)")
 
+def add_run_options(p, out_dir: str, seed_covers: str = "data order and crops") -> None:
+    """The options every trainer command shares: where the run goes, resume/overwrite, data loader
+    processes, sample and checkpoint periods, the seed and the device."""
+    p.add_argument("--out-dir", default=out_dir, help="checkpoint.pt and samples/ go here (default %(default)s)")
+    p.add_argument("--resume", metavar="CKPT", help="continue a run from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/checkpoint.pt")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images (default %(default)s)")
+    p.add_argument("--sample-every", type=int, default=500, help="write a sample PNG every N steps (0: never)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
+    p.add_argument("--seed", type=int, default=0, help=f"initialisation, {seed_covers} (default 0)")
+    add_device_option(p)
+
+
 
 def io_pairs(source: str, out: str):
     """(inputs, outputs): a file -> OUT (a file, or a file inside an existing folder); a folder -> OUT/<name>.png."""

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 
-from ._common import (UserError, add_command, add_device_option, check_outputs, device, existing_dir, io_pairs,
-                      positive, user_errors)
+from ._common import (UserError, add_command, add_device_option, add_run_options, check_outputs, device, existing_dir,
+                      io_pairs, positive, user_errors)
 
 
 def _add_train_colorize(sub) -> None:
@@ -33,15 +33,7 @@ def _add_train_colorize(sub) -> None:
     p.add_argument("--neighbors", type=int, default=5,
                    help="bins per soft-encoded target (paper 5; the authors' code 10; default %(default)s)")
     p.add_argument("--sigma", type=float, default=5.0, help="soft-encoding Gaussian sigma (default %(default)s)")
-    p.add_argument("--out-dir", default="runs/colorize",
-                   help="checkpoint.pt and samples/ go here (default %(default)s)")
-    p.add_argument("--resume", metavar="CKPT", help="continue a run from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/checkpoint.pt")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images (default %(default)s)")
-    p.add_argument("--sample-every", type=int, default=500, help="write a sample PNG every N steps (0: never)")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
-    p.add_argument("--seed", type=int, default=0, help="initialisation, data order and crops (default 0)")
-    add_device_option(p)
+    add_run_options(p, "runs/colorize")
 
 
 def _run_train_colorize(args) -> int:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 
-from ._common import (UserError, add_command, add_device_option, check_outputs, device, existing_dir, io_pairs,
-                      positive, user_errors)
+from ._common import (UserError, add_command, add_device_option, add_run_options, check_outputs, device, existing_dir,
+                      io_pairs, positive, user_errors)
 from .optimize import add_stylize_optimize_options, run_stylize_optimize
 
 
@@ -15,16 +15,9 @@ def _add_training_options(p, *, steps: int, batch_size: int, image_size: int, ou
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default %(default)s)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="Adam (default) or plain SGD")
     p.add_argument("--vgg-weights", metavar="FILE", help="torchvision VGG16 state dict for the vgg/gram losses")
-    p.add_argument("--out-dir", default=out_dir, help="checkpoint.pt and samples/ go here (default %(default)s)")
-    p.add_argument("--resume", metavar="CKPT", help="continue a run from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/checkpoint.pt")
     p.add_argument("--upsample", choices=("deconv", "pixelshuffle", "nearest"), default="deconv",
                    help="upsampling stages: fractional-stride conv (paper), sub-pixel conv or resize-conv")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images (default %(default)s)")
-    p.add_argument("--sample-every", type=int, default=500, help="write a sample PNG every N steps (0: never)")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
-    p.add_argument("--seed", type=int, default=0, help="initialisation, data order and crops (default 0)")
-    add_device_option(p)
+    add_run_options(p, out_dir)
 
 
 def _training_kwargs(args) -> dict:

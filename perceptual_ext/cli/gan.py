@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from ._common import (UserError, add_command, add_device_option, check_outputs, device, existing_dir, positive,
-                      user_errors)
+from ._common import (UserError, add_command, add_device_option, add_run_options, check_outputs, device, existing_dir,
+                      positive, user_errors)
 
 
 def _add_gan_options(p, *, out_dir: str, gan_mode: str, norm: str) -> None:
@@ -35,14 +35,7 @@ def _add_gan_options(p, *, out_dir: str, gan_mode: str, norm: str) -> None:
     p.add_argument("--ndf", type=int, default=64, help="discriminator filters (default %(default)s)")
     p.add_argument("--n-layers-d", type=int, default=3, help="PatchGAN stride-2 layers: 3 = 70x70 (default)")
     p.add_argument("--norm", choices=("batch", "instance", "none"), default=norm, help="default %(default)s")
-    p.add_argument("--out-dir", default=out_dir, help="checkpoint.pt and samples/ go here (default %(default)s)")
-    p.add_argument("--resume", metavar="CKPT", help="continue a run from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/checkpoint.pt")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images (default %(default)s)")
-    p.add_argument("--sample-every", type=int, default=500, help="write a sample PNG every N steps (0: never)")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
-    p.add_argument("--seed", type=int, default=0, help="initialisation, data order and jitter (default 0)")
-    add_device_option(p)
+    add_run_options(p, out_dir, "data order and jitter")
 
 
 def _common_kwargs(args) -> dict:
