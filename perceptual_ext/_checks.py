@@ -82,7 +82,7 @@ def reduction(value) -> str:
 
 
 def reduce(per_sample: Tensor, how: str) -> Tensor:
-    """Apply a torch-style reduction to a per-sample loss [N]."""
+    """Apply a torch-style reduction to a loss per sample [N] (or per element, any shape)."""
     if how == "mean":
         return per_sample.mean() if per_sample.numel() else per_sample.sum()
     if how == "sum":

@@ -195,7 +195,8 @@ def test_backward_refuses_weight_gradients():
     w0.requires_grad_(True)
     x = torch.rand(1, 3, 16, 16, requires_grad=True)
     out, _ = torch.ops.perceptual_ext.scnn_features(x, w0, b0, ws, bs, 8, 8, False, True)
-    with pytest.raises(RuntimeError, match="gradients w.r.t. the weights are not supported"):
+    with pytest.raises(RuntimeError, match="gradients with respect to first_weight, first_bias, weights and "
+                                           "biases are not implemented"):
         out.sum().backward()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 from torch import Tensor
@@ -59,6 +59,31 @@ def downsample(hr: Tensor, scale: int) -> Tensor:
 def upsample_bicubic(lr: Tensor, scale: int) -> Tensor:
     """Bicubic ×scale upsampling of [N, C, h, w], clamped to [0, 1] (the SR baseline)."""
     return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0, 1)
+
+
+
+T = TypeVar("T")
+
+
+def load_skipping(load: Callable[[int], T], index: int, count: int, item: str = "image",
+                  whole: str = "the dataset") -> Tuple[T, int, int]:
+    """``load(index)`` for a dataset's ``__getitem__``; where it fails to decode (ValueError), a
+    RuntimeWarning (pointing at the caller of ``__getitem__``) and the next index, cyclically.
+
+    Returns:
+        (the loaded value, the index it came from, how many indices failed first). ValueError when
+        none of the ``count`` indices decodes.
+    """
+    failures = 0
+    while True:
+        try:
+            return load(index), index, failures
+        except ValueError as exc:
+            failures += 1
+            warnings.warn(f"skipping {item} that failed to decode: {exc}", RuntimeWarning, stacklevel=3)
+            if failures >= count:
+                raise ValueError(f"no {item} of {whole} can be decoded") from exc
+            index = (index + 1) % count
 
 
 class ImageCrops(Dataset):
@@ -130,17 +155,7 @@ class ImageCrops(Dataset):
 
     def __getitem__(self, key) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        failures = 0
-        while True:
-            try:
-                image = self._load(self.sources[index])
-                break
-            except ValueError as exc:
-                failures += 1
-                warnings.warn(f"skipping image that failed to decode: {exc}", RuntimeWarning, stacklevel=2)
-                if failures >= len(self.sources):
-                    raise ValueError("no image of the dataset can be decoded") from exc
-                index = (index + 1) % len(self.sources)
+        image, index, failures = load_skipping(lambda i: self._load(self.sources[i]), index, len(self.sources))
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
         item = {"image": self._crop(image, rng), "failures": failures}
         if self.scale is not None:

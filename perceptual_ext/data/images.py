@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -130,6 +130,15 @@ def save_image(image: Tensor, path: str, overwrite: bool = True) -> str:
     array = (image.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     return write_atomic(path, pil.save)
+
+
+def refuse_existing(paths: Sequence[str], overwrite: bool) -> None:
+    """FileExistsError naming the first of ``paths`` that exists (and how many more), unless
+    ``overwrite``: the check before a batch of writes, so that nothing is written when one is refused."""
+    if not overwrite:
+        existing = [p for p in paths if os.path.exists(p)]
+        if existing:
+            raise FileExistsError(f"{existing[0]} exists (and {len(existing) - 1} more); pass overwrite to replace")
 
 
 def write_atomic(path: str, write: Callable[[str], object]) -> str:

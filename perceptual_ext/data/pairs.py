@@ -30,8 +30,8 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from .. import _checks
-from .datasets import _readable, list_images
-from .images import SAMPLE_IMAGES, center_resize, load_image, sample_image, save_image
+from .datasets import _readable, list_images, load_skipping
+from .images import SAMPLE_IMAGES, center_resize, load_image, refuse_existing, sample_image, save_image
 
 SAMPLE_PAIR_KINDS = ("edges", "grey")
 #: the colour samples of scikit-image (the ``"grey"`` built-in set uses these).
@@ -106,10 +106,7 @@ def write_sample_pairs(folder: str, kind: str = "edges", size: int = 256, layout
     else:
         jobs = [job for name, a, b in pairs for job in ((os.path.join(folder, "A", f"{name}.png"), a),
                                                           (os.path.join(folder, "B", f"{name}.png"), b))]
-    if not overwrite:
-        existing = [path for path, _ in jobs if os.path.exists(path)]
-        if existing:
-            raise FileExistsError(f"{existing[0]} exists (and {len(existing) - 1} more); pass overwrite to replace")
+    refuse_existing([path for path, _ in jobs], overwrite)
     return [save_image(image, path) for path, image in jobs]
 
 
@@ -265,17 +262,7 @@ class PairedImages(Dataset):
 
     def __getitem__(self, key) -> Dict[str, object]:
         index, epoch = _key(key)
-        failures = 0
-        while True:
-            try:
-                a, b = self.load_pair(index)
-                break
-            except ValueError as exc:
-                failures += 1
-                warnings.warn(f"skipping pair that failed to decode: {exc}", RuntimeWarning, stacklevel=2)
-                if failures >= len(self):
-                    raise ValueError("no pair of the dataset can be decoded") from exc
-                index = (index + 1) % len(self)
+        (a, b), index, failures = load_skipping(self.load_pair, index, len(self), "pair", "the dataset")
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
         a, b = _jitter([a, b], rng, self.load_size, self.crop_size, self.flip)
         return {"A": a, "B": b, "failures": failures}
@@ -334,24 +321,14 @@ class UnpairedImages(Dataset):
     def _load(self, source) -> Tensor:
         return source if isinstance(source, Tensor) else load_image(source, channels=3)
 
-    def _load_robust(self, sources: list, index: int) -> Tuple[Tensor, int]:
-        failures = 0
-        while True:
-            try:
-                return self._load(sources[index]), failures
-            except ValueError as exc:
-                failures += 1
-                warnings.warn(f"skipping image that failed to decode: {exc}", RuntimeWarning, stacklevel=3)
-                if failures >= len(sources):
-                    raise ValueError("no image of a domain can be decoded") from exc
-                index = (index + 1) % len(sources)
-
     def __getitem__(self, key) -> Dict[str, object]:
         index, epoch = _key(key)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
         index_b = int(rng.integers(0, len(self.sources_b)))
-        a, fa = self._load_robust(self.sources_a, index % len(self.sources_a))
-        b, fb = self._load_robust(self.sources_b, index_b)
+        a, _, fa = load_skipping(lambda i: self._load(self.sources_a[i]), index % len(self.sources_a),
+                                 len(self.sources_a), "image", "a domain")
+        b, _, fb = load_skipping(lambda i: self._load(self.sources_b[i]), index_b, len(self.sources_b), "image",
+                                 "a domain")
         (a,) = _jitter([a], rng, self.load_size, self.crop_size, self.flip)
         (b,) = _jitter([b], rng, self.load_size, self.crop_size, self.flip)
         return {"A": a, "B": b, "failures": fa + fb}

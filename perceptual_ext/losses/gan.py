@@ -31,14 +31,6 @@ from .. import _checks
 GAN_MODES = ("vanilla", "lsgan", "hinge", "wgangp")
 
 
-def _reduce(value: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return value.mean() if value.numel() else value.sum()
-    if reduction == "sum":
-        return value.sum()
-    return value
-
-
 def gan_loss(prediction: Tensor, target_is_real: bool, mode: str = "vanilla", *, for_discriminator: bool = False,
              reduction: str = "mean") -> Tensor:
     r"""Functional form of :class:`GANLoss`."""
@@ -64,7 +56,7 @@ def gan_loss(prediction: Tensor, target_is_real: bool, mode: str = "vanilla", *,
             raise ValueError("the generator's hinge loss is -mean(D(G(z))) with target_is_real=True; "
                              "pass for_discriminator=True to score generated data for the discriminator")
         value = -d
-    return _reduce(value, reduction).to(dtype)
+    return _checks.reduce(value, reduction).to(dtype)
 
 
 class GANLoss(nn.Module):

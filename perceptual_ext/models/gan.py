@@ -31,6 +31,24 @@ GAN_NORMS = ("batch", "instance", "none")
 INIT_STD = 0.02
 
 
+#: least values of the networks' size arguments (the others: at least 1)
+_MINIMUMS = {"num_downs": 5, "n_blocks": 0}
+
+
+def _checked_config(**config) -> dict:
+    """A network's ``config`` (its constructor's arguments, saved in checkpoints), checked: ``norm``
+    one of :data:`GAN_NORMS`, ``dropout`` a bool, every other a whole number (see ``_MINIMUMS``)."""
+    for name, value in config.items():
+        if name == "norm":
+            _checks.choice(value, "norm", GAN_NORMS)
+        elif name == "dropout":
+            if not isinstance(value, bool):
+                raise TypeError(f"dropout must be a bool, got {type(value).__name__}")
+        else:
+            _checks.positive_int(value, name, minimum=_MINIMUMS.get(name, 1))
+    return config
+
+
 def _norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
@@ -132,15 +150,8 @@ class UNetGenerator(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 3, num_downs: int = 8, ngf: int = 64,
                  norm: str = "batch", dropout: bool = True):
         super().__init__()
-        _checks.positive_int(in_channels, "in_channels")
-        _checks.positive_int(out_channels, "out_channels")
-        _checks.positive_int(num_downs, "num_downs", minimum=5)
-        _checks.positive_int(ngf, "ngf")
-        _checks.choice(norm, "norm", GAN_NORMS)
-        if not isinstance(dropout, bool):
-            raise TypeError(f"dropout must be a bool, got {type(dropout).__name__}")
-        self.config = dict(in_channels=in_channels, out_channels=out_channels, num_downs=num_downs, ngf=ngf,
-                           norm=norm, dropout=dropout)
+        self.config = _checked_config(in_channels=in_channels, out_channels=out_channels, num_downs=num_downs,
+                                      ngf=ngf, norm=norm, dropout=dropout)
         block = _UNetBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
         for _ in range(num_downs - 5):
             block = _UNetBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, dropout=dropout)
@@ -199,15 +210,8 @@ class ResnetGenerator(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9,
                  norm: str = "instance", dropout: bool = False):
         super().__init__()
-        _checks.positive_int(in_channels, "in_channels")
-        _checks.positive_int(out_channels, "out_channels")
-        _checks.positive_int(ngf, "ngf")
-        _checks.positive_int(n_blocks, "n_blocks", minimum=0)
-        _checks.choice(norm, "norm", GAN_NORMS)
-        if not isinstance(dropout, bool):
-            raise TypeError(f"dropout must be a bool, got {type(dropout).__name__}")
-        self.config = dict(in_channels=in_channels, out_channels=out_channels, ngf=ngf, n_blocks=n_blocks, norm=norm,
-                           dropout=dropout)
+        self.config = _checked_config(in_channels=in_channels, out_channels=out_channels, ngf=ngf,
+                                      n_blocks=n_blocks, norm=norm, dropout=dropout)
         bias = norm != "batch"
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), _norm_layer(norm, ngf),
                   nn.ReLU(inplace=True)]
@@ -259,11 +263,7 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 6, ndf: int = 64, n_layers: int = 3, norm: str = "batch"):
         super().__init__()
-        _checks.positive_int(in_channels, "in_channels")
-        _checks.positive_int(ndf, "ndf")
-        _checks.positive_int(n_layers, "n_layers")
-        _checks.choice(norm, "norm", GAN_NORMS)
-        self.config = dict(in_channels=in_channels, ndf=ndf, n_layers=n_layers, norm=norm)
+        self.config = _checked_config(in_channels=in_channels, ndf=ndf, n_layers=n_layers, norm=norm)
         bias = norm != "batch"
         layers = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
         mult = 1

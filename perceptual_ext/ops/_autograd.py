@@ -39,6 +39,48 @@ def _no_double_backward(op: str, backward_op: str) -> None:
     torch.library.register_autograd(f"perceptual_ext::{backward_op}", backward, setup_context=setup_context)
 
 
+def _register(op: str, backward, args: str, save: str, keep: str = "", outputs=(), non_differentiable=(),
+              double_backward: bool = False) -> None:
+    """Register ``backward`` as the autograd formula of ``op`` whose arguments are named ``args``.
+
+    Its setup_context saves the arguments named in ``save`` (then ``output[i]`` for ``i`` in
+    ``outputs``) for ``ctx.saved_tensors``, keeps the non-tensor arguments named in ``keep`` as
+    ``ctx.<name>``, and marks ``output[i]`` for ``i`` in ``non_differentiable``. Unless
+    ``double_backward``, ``op``'s backward op is registered to raise (:func:`_no_double_backward`).
+    """
+    names = args.split()
+    saved = [names.index(n) for n in save.split()]
+    kept = [(n, names.index(n)) for n in keep.split()]
+
+    def setup_context(ctx, inputs, output):
+        for name, i in kept:
+            setattr(ctx, name, inputs[i])
+        if non_differentiable:
+            ctx.mark_non_differentiable(*(output[i] for i in non_differentiable))
+        ctx.save_for_backward(*(inputs[i] for i in saved), *(output[i] for i in outputs))
+
+    torch.library.register_autograd(f"perceptual_ext::{op}", backward, setup_context=setup_context)
+    if not double_backward:
+        _no_double_backward(op, f"{op}_backward")
+
+
+def _first_input_only(op: str, constants, why: str, first_grad):
+    """The backward of an op that differentiates its first input only: ``first_grad(ctx, grad,
+    *saved_tensors)`` when that input needs its gradient; a RuntimeError when one of the next
+    ``len(constants)`` inputs (named in ``constants``; ``why`` they are constants) does."""
+    names = ", ".join(constants[:-1]) + " and " + constants[-1] if len(constants) > 1 else constants[0]
+
+    def backward(ctx, grad, *_output_grads):
+        if any(ctx.needs_input_grad[1:1 + len(constants)]):
+            raise RuntimeError(f"{op}: gradients with respect to {names} are not implemented ({why}); detach them")
+        rest = (None,) * (len(ctx.needs_input_grad) - 1)
+        if not ctx.needs_input_grad[0]:
+            return (None,) + rest
+        return (first_grad(ctx, grad.contiguous(), *ctx.saved_tensors),) + rest
+
+    return backward
+
+
 # gram ---------------------------------------------------------------------------------------
 
 def _gram_scale(features, normalize: bool) -> float:
@@ -59,12 +101,6 @@ def _gram_backward(ctx, grad):
     return _OPS.gram_backward(grad.contiguous(), features, ctx.normalize), None
 
 
-def _gram_backward_setup_context(ctx, inputs, output):
-    grad, features, normalize = inputs
-    ctx.normalize = normalize
-    ctx.save_for_backward(grad, features)
-
-
 def _gram_double_backward(ctx, grad_out):
     # d features = s (dG + dG^T) psi is bilinear in (dG, psi); its adjoints are plain GEMMs.
     grad, features = ctx.saved_tensors
@@ -79,17 +115,11 @@ def _gram_double_backward(ctx, grad_out):
 
 
 torch.library.register_autograd("perceptual_ext::gram", _gram_backward, setup_context=_gram_setup_context)
-torch.library.register_autograd(
-    "perceptual_ext::gram_backward", _gram_double_backward, setup_context=_gram_backward_setup_context)
+_register("gram_backward", _gram_double_backward, "grad features normalize", save="grad features", keep="normalize",
+          double_backward=True)
 
 
 # match_template -----------------------------------------------------------------------------
-
-def _match_template_setup_context(ctx, inputs, output):
-    image, templ, method = inputs
-    ctx.method = method
-    ctx.save_for_backward(image, templ)
-
 
 def _match_template_backward(ctx, grad):
     image, templ = ctx.saved_tensors
@@ -100,66 +130,35 @@ def _match_template_backward(ctx, grad):
             grad_templ if ctx.needs_input_grad[1] else None, None)
 
 
-torch.library.register_autograd("perceptual_ext::match_template", _match_template_backward,
-                                setup_context=_match_template_setup_context)
-_no_double_backward("match_template", "match_template_backward")
+_register("match_template", _match_template_backward, "image templ method", save="image templ", keep="method")
 
 
 # rff_patch_features -------------------------------------------------------------------------
 
-def _rff_setup_context(ctx, inputs, output):
-    x, weight, bias, window, stride = inputs
-    ctx.window, ctx.stride = window, stride
-    ctx.save_for_backward(x, weight, bias)
-
-
-def _rff_backward(ctx, grad):
-    x, weight, bias = ctx.saved_tensors
-    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-        raise RuntimeError("rff_patch_features: gradients with respect to weight and bias are not implemented "
-                           "(they are fixed random features)")
-    grad_x = None
-    if ctx.needs_input_grad[0]:
-        grad_x = _OPS.rff_patch_features_backward(grad.contiguous(), x, weight, bias, ctx.window, ctx.stride)
-    return grad_x, None, None, None, None
-
-
-torch.library.register_autograd("perceptual_ext::rff_patch_features", _rff_backward, setup_context=_rff_setup_context)
-_no_double_backward("rff_patch_features", "rff_patch_features_backward")
+_rff_backward = _first_input_only(
+    "rff_patch_features", ("weight", "bias"), "they are fixed random features",
+    lambda ctx, grad, x, weight, bias: _OPS.rff_patch_features_backward(grad, x, weight, bias, ctx.window,
+                                                                       ctx.stride))
+_register("rff_patch_features", _rff_backward, "x weight bias window stride", save="x weight bias",
+          keep="window stride")
 
 
 # scnn_features ------------------------------------------------------------------------------
 
-def _scnn_setup_context(ctx, inputs, output):
-    x, first_weight, _, weights, _, window, stride, patch_norm, _ = inputs
-    ctx.window, ctx.stride, ctx.patch_norm = window, stride, patch_norm
-    ctx.save_for_backward(x, first_weight, weights, output[1])
-
-
-def _scnn_backward(ctx, grad, _grad_masks):
-    if any(ctx.needs_input_grad[1:5]):
-        raise RuntimeError("scnn_features: gradients w.r.t. the weights are not supported (frozen random "
-                           "features); detach first_weight, first_bias, weights and biases")
-    if not ctx.needs_input_grad[0]:
-        return (None,) * 9
-    x, first_weight, weights, masks = ctx.saved_tensors
+def _scnn_first_grad(ctx, grad, x, first_weight, weights, masks):
     if masks.dim() != 4:
         raise RuntimeError("scnn_features: backward needs the ReLU masks; call the op with save_masks=True")
-    dx = _OPS.scnn_features_backward(grad.contiguous(), x, first_weight, weights, masks, ctx.window, ctx.stride,
-                                     ctx.patch_norm)
-    return (dx,) + (None,) * 8
+    return _OPS.scnn_features_backward(grad, x, first_weight, weights, masks, ctx.window, ctx.stride, ctx.patch_norm)
 
 
-torch.library.register_autograd("perceptual_ext::scnn_features", _scnn_backward, setup_context=_scnn_setup_context)
-_no_double_backward("scnn_features", "scnn_features_backward")
+_scnn_backward = _first_input_only("scnn_features", ("first_weight", "first_bias", "weights", "biases"),
+                                   "frozen random features", _scnn_first_grad)
+_register("scnn_features", _scnn_backward,
+          "x first_weight first_bias weights biases window stride patch_norm save_masks",
+          save="x first_weight weights", outputs=(1,), keep="window stride patch_norm")  # output[1]: ReLU masks
 
 
 # lpips_layer --------------------------------------------------------------------------------
-
-def _lpips_layer_setup_context(ctx, inputs, output):
-    a, b, weight = inputs
-    ctx.save_for_backward(a, b, weight)  # the inputs only: backward recomputes the norms
-
 
 def _lpips_layer_backward(ctx, grad):
     a, b, weight = ctx.saved_tensors
@@ -176,32 +175,16 @@ def _lpips_layer_backward(ctx, grad):
     return grad_a, grad_b, grad_weight
 
 
-torch.library.register_autograd("perceptual_ext::lpips_layer", _lpips_layer_backward,
-                                setup_context=_lpips_layer_setup_context)
-_no_double_backward("lpips_layer", "lpips_layer_backward")
+# the inputs only: backward recomputes the norms
+_register("lpips_layer", _lpips_layer_backward, "a b weight", save="a b weight")
 
 
 # soft_encoded_cross_entropy ------------------------------------------------------------------
 
-def _sece_setup_context(ctx, inputs, output):
-    logits, ab, bins, weights, neighbors, sigma = inputs
-    ctx.neighbors, ctx.sigma = neighbors, sigma
-    ctx.mark_non_differentiable(output[1])
-    ctx.save_for_backward(logits, ab, bins, weights, output[1])
-
-
-def _sece_backward(ctx, grad, _grad_lse):
-    if any(ctx.needs_input_grad[1:4]):
-        raise RuntimeError("soft_encoded_cross_entropy: gradients with respect to ab, bins and weights are not "
-                           "implemented (they are the target and its constants); detach them")
-    if not ctx.needs_input_grad[0]:
-        return (None,) * 6
-    logits, ab, bins, weights, lse = ctx.saved_tensors
-    grad_logits = _OPS.soft_encoded_cross_entropy_backward(grad.contiguous(), logits, ab, bins, weights, lse,
-                                                           ctx.neighbors, ctx.sigma)
-    return (grad_logits,) + (None,) * 5
-
-
-torch.library.register_autograd("perceptual_ext::soft_encoded_cross_entropy", _sece_backward,
-                                setup_context=_sece_setup_context)
-_no_double_backward("soft_encoded_cross_entropy", "soft_encoded_cross_entropy_backward")
+_sece_backward = _first_input_only(
+    "soft_encoded_cross_entropy", ("ab", "bins", "weights"), "they are the target and its constants",
+    lambda ctx, grad, logits, ab, bins, weights, lse: _OPS.soft_encoded_cross_entropy_backward(
+        grad, logits, ab, bins, weights, lse, ctx.neighbors, ctx.sigma))
+# output[1]: the per-pixel log-sum-exp of the logits, saved for the backward (not differentiable)
+_register("soft_encoded_cross_entropy", _sece_backward, "logits ab bins weights neighbors sigma",
+          save="logits ab bins weights", outputs=(1,), non_differentiable=(1,), keep="neighbors sigma")

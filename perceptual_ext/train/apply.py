@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .. import _checks
-from ..data.images import load_image, save_image
+from ..data.images import load_image, refuse_existing, save_image
 from ..models.transform import build_model
 from .checkpoint import load_checkpoint, restore_network
 
@@ -18,6 +18,13 @@ def load_transform_net(path: str, device: Union[str, torch.device] = "cpu") -> T
     checkpoint = load_checkpoint(path)
     model = restore_network(path, checkpoint, lambda **config: build_model(checkpoint["model"]["class"], **config))
     return model.to(device).eval(), checkpoint
+
+
+def check_io_lists(inputs: Sequence[str], outputs: Sequence[str], overwrite: bool) -> None:
+    """Before any work on files: one output per input, and no existing output unless ``overwrite``."""
+    if len(inputs) != len(outputs):
+        raise ValueError(f"inputs and outputs must have the same length, got {len(inputs)} and {len(outputs)}")
+    refuse_existing(outputs, overwrite)
 
 
 def transform_files(model: nn.Module, inputs: Sequence[str], outputs: Sequence[str], *, batch_size: int = 4,
@@ -32,12 +39,7 @@ def transform_files(model: nn.Module, inputs: Sequence[str], outputs: Sequence[s
         the number of images written.
     """
     _checks.positive_int(batch_size, "batch_size")
-    if len(inputs) != len(outputs):
-        raise ValueError(f"inputs and outputs must have the same length, got {len(inputs)} and {len(outputs)}")
-    if not overwrite:
-        existing = [p for p in outputs if os.path.exists(p)]
-        if existing:
-            raise FileExistsError(f"{existing[0]} exists (and {len(existing) - 1} more); pass overwrite to replace")
+    check_io_lists(inputs, outputs, overwrite)
     by_size: Dict[tuple, List[int]] = {}
     for i, path in enumerate(inputs):  # headers only: batches of equal size, decoded one batch at a time
         by_size.setdefault(_image_size(path), []).append(i)

@@ -4,7 +4,6 @@ cross-entropy (:class:`~perceptual_ext.losses.ColorizationLoss`); :func:`load_co
 :func:`colorize_files` apply it to image files (annealed-mean decoding)."""
 from __future__ import annotations
 
-import os
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -18,6 +17,7 @@ from ..data.images import SAMPLE_IMAGES
 from ..data.images import load_image, sample_image, save_image
 from ..losses.colorization import NUM_BINS, ColorizationLoss, estimate_ab_prior
 from ..models.colorization import ColorizationNet
+from .apply import check_io_lists
 from .checkpoint import load_checkpoint, restore_network
 from .loop import fit, grid
 
@@ -159,12 +159,7 @@ def colorize_files(model: nn.Module, inputs: Sequence[str], outputs: Sequence[st
     Returns:
         the number of images written.
     """
-    if len(inputs) != len(outputs):
-        raise ValueError(f"inputs and outputs must have the same length, got {len(inputs)} and {len(outputs)}")
-    if not overwrite:
-        existing = [p for p in outputs if os.path.exists(p)]
-        if existing:
-            raise FileExistsError(f"{existing[0]} exists; pass overwrite to replace it")
+    check_io_lists(inputs, outputs, overwrite)
     from tqdm.auto import tqdm
 
     model = model.to(device).eval()
