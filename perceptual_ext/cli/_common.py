@@ -7,7 +7,9 @@ library inside :class:`user_errors`, which turns the library's argument errors i
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
+import textwrap
 from typing import Iterable, Optional
 
 #: the library's exceptions that mean "the input or an option is wrong", not "the program is broken"
@@ -41,10 +43,15 @@ def formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
-def add_command(sub, name: str, run, *, help: str, description: str, examples: Iterable[str]):
-    """A subcommand ``name`` that runs ``run(args)``; its help ends with the given example lines."""
-    p = sub.add_parser(name, help=help, description=description, formatter_class=formatter,
-                       epilog="examples:\n" + "\n".join("  " + line for line in examples))
+def add_command(sub, name: str, run, *, help: str, **fields):
+    """A subcommand ``name`` that runs ``run(args)``, described by ``run``'s docstring: one text for
+    the reader of the code and the user of ``--help``. The docstring's ``Examples:`` section ends the
+    help; ``{key}`` fields of the rest are filled from ``fields`` (e.g. the loss names)."""
+    doc = inspect.cleandoc(run.__doc__ or "")
+    description, _, examples = doc.partition("\n\nExamples:\n")
+    p = sub.add_parser(name, help=help, description=description.format(**fields) if fields else description,
+                       formatter_class=formatter,
+                       epilog="examples:\n" + textwrap.indent(textwrap.dedent(examples), "  ") if examples else None)
     p.set_defaults(func=run)
     return p
 

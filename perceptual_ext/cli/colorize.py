@@ -7,15 +7,7 @@ from ._common import (UserError, add_command, add_device_option, add_run_options
 
 
 def _add_train_colorize(sub) -> None:
-    p = add_command(
-        sub, "train-colorize", _run_train_colorize, help="train a colorization network (Zhang et al. 2016)",
-        description="Train a ColorizationNet (L in, 313 ab-bin logits at 1/4 resolution) on random crops with the\n"
-                    "class-rebalanced soft-encoded cross-entropy. The prior of the ab bins is estimated from the\n"
-                    "training images (--no-rebalance turns rebalancing off). Runs under torchrun for DDP.",
-        examples=["perceptual-ext train-colorize --images photos/ --steps 20000 --image-size 128",
-                  "perceptual-ext train-colorize --steps 300 --image-size 64   # scikit-image colour samples, offline",
-                  "torchrun --nproc_per_node=2 -m perceptual_ext.cli train-colorize --images photos/",
-                  "perceptual-ext train-colorize --images photos/ --resume runs/colorize/checkpoint.pt --steps 40000"])
+    p = add_command(sub, "train-colorize", _run_train_colorize, help="train a colorization network (Zhang et al. 2016)")
     p.add_argument("--images", metavar="DIR", help="folder of colour training images (default: scikit-image samples)")
     p.add_argument("--steps", type=int, default=2000, help="total optimizer steps (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=16,
@@ -37,6 +29,16 @@ def _add_train_colorize(sub) -> None:
 
 
 def _run_train_colorize(args) -> int:
+    """Train a ColorizationNet (L in, 313 ab-bin logits at 1/4 resolution) on random crops with the
+    class-rebalanced soft-encoded cross-entropy. The prior of the ab bins is estimated from the
+    training images (--no-rebalance turns rebalancing off). Runs under torchrun for DDP.
+
+    Examples:
+        perceptual-ext train-colorize --images photos/ --steps 20000 --image-size 128
+        perceptual-ext train-colorize --steps 300 --image-size 64   # scikit-image colour samples, offline
+        torchrun --nproc_per_node=2 -m perceptual_ext.cli train-colorize --images photos/
+        perceptual-ext train-colorize --images photos/ --resume runs/colorize/checkpoint.pt --steps 40000
+    """
     from ..train import train_colorization
 
     existing_dir(args.images, "image")
@@ -61,15 +63,7 @@ def _run_train_colorize(args) -> int:
 
 
 def _add_colorize(sub) -> None:
-    p = add_command(
-        sub, "colorize", _run_colorize, help="colour grey images with a trained colorization network",
-        description="Colour an image, or every image of a folder, from its lightness with a network trained by\n"
-                    "`train-colorize`: the annealed mean of the predicted ab distribution (T = 0.38 as in the\n"
-                    "paper; T = 1 is the plain mean, T -> 0 the mode). Colour inputs are reduced to their L first.",
-        examples=["perceptual-ext colorize --model runs/colorize/checkpoint.pt grey.png --out colour.png",
-                  "perceptual-ext colorize --model runs/colorize/checkpoint.pt old_photos/ --out coloured/",
-                  "perceptual-ext colorize --model runs/colorize/checkpoint.pt grey.png --out vivid.png "
-                  "--temperature 0.2"])
+    p = add_command(sub, "colorize", _run_colorize, help="colour grey images with a trained colorization network")
     p.add_argument("--model", metavar="CKPT", required=True, help="a train-colorize checkpoint")
     p.add_argument("input", metavar="IMAGE_OR_DIR")
     p.add_argument("--out", required=True, help="output file, or folder when the input is a folder")
@@ -79,6 +73,15 @@ def _add_colorize(sub) -> None:
 
 
 def _run_colorize(args) -> int:
+    """Colour an image, or every image of a folder, from its lightness with a network trained by
+    `train-colorize`: the annealed mean of the predicted ab distribution (T = 0.38 as in the
+    paper; T = 1 is the plain mean, T -> 0 the mode). Colour inputs are reduced to their L first.
+
+    Examples:
+        perceptual-ext colorize --model runs/colorize/checkpoint.pt grey.png --out colour.png
+        perceptual-ext colorize --model runs/colorize/checkpoint.pt old_photos/ --out coloured/
+        perceptual-ext colorize --model runs/colorize/checkpoint.pt grey.png --out vivid.png --temperature 0.2
+    """
     from ..train import colorize_files, load_colorization_net
 
     dev = device(args.device)

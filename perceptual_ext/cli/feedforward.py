@@ -48,14 +48,8 @@ def _report_training(fn, *args, **kwargs) -> int:
 def _add_train_style(sub) -> None:
     from ..losses.factory import LOSSES
 
-    p = add_command(
-        sub, "train-style", _run_train_style, help="train a fast style-transfer network (Johnson et al.)",
-        description="Train a StyleTransformNet for one style image on random crops of content images.\n"
-                    "Losses: " + ", ".join(LOSSES) + ". Runs under torchrun for DDP.",
-        examples=["perceptual-ext train-style starry.jpg --content coco/ --vgg-weights vgg16.pth --steps 40000",
-                  "perceptual-ext train-style brick --steps 200 --image-size 128   # sample images, offline",
-                  "torchrun --nproc_per_node=2 -m perceptual_ext.cli train-style style.png --content imgs/",
-                  "perceptual-ext train-style style.png --resume runs/style/checkpoint.pt --steps 4000"])
+    p = add_command(sub, "train-style", _run_train_style, help="train a fast style-transfer network (Johnson et al.)",
+                    losses=", ".join(LOSSES))
     p.add_argument("style", help="style image file, or a scikit-image sample name (e.g. brick)")
     p.add_argument("--content", metavar="DIR", help="folder of content images (default: scikit-image samples)")
     p.add_argument("--style-loss", choices=tuple(LOSSES), default="gram", help="default %(default)s")
@@ -68,6 +62,15 @@ def _add_train_style(sub) -> None:
 
 
 def _run_train_style(args) -> int:
+    """Train a StyleTransformNet for one style image on random crops of content images.
+    Losses: {losses}. Runs under torchrun for DDP.
+
+    Examples:
+        perceptual-ext train-style starry.jpg --content coco/ --vgg-weights vgg16.pth --steps 40000
+        perceptual-ext train-style brick --steps 200 --image-size 128   # sample images, offline
+        torchrun --nproc_per_node=2 -m perceptual_ext.cli train-style style.png --content imgs/
+        perceptual-ext train-style style.png --resume runs/style/checkpoint.pt --steps 4000
+    """
     from ..train import train_style
 
     existing_dir(args.content, "content")
@@ -80,15 +83,8 @@ def _run_train_style(args) -> int:
 def _add_train_sr(sub) -> None:
     from ..losses.factory import LOSSES
 
-    p = add_command(
-        sub, "train-sr", _run_train_sr, help="train a x4/x8 super-resolution network",
-        description="Train a SuperResolutionNet (or SRCNN) on HR crops and their bicubic downsampling.\n"
-                    "Losses: " + ", ".join(f"{k} ({v})" for k, v in LOSSES.items()) + ".",
-        examples=["perceptual-ext train-sr --images photos/ --scale 4 --loss mse --steps 10000",
-                  "perceptual-ext train-sr --scale 4 --loss mmd --steps 300 --image-size 64   # offline samples",
-                  "perceptual-ext train-sr --residual --loss vgg --steps 500   # start at bicubic, learn the detail",
-                  "torchrun --nproc_per_node=2 -m perceptual_ext.cli train-sr --images photos/ --loss vgg",
-                  "perceptual-ext train-sr --resume runs/sr/checkpoint.pt --steps 20000"])
+    p = add_command(sub, "train-sr", _run_train_sr, help="train a x4/x8 super-resolution network",
+                    losses=", ".join(f"{k} ({v})" for k, v in LOSSES.items()))
     p.add_argument("--images", metavar="DIR", help="folder of training images (default: scikit-image samples)")
     p.add_argument("--scale", type=int, choices=(4, 8), default=4, help="default %(default)s")
     p.add_argument("--loss", choices=tuple(LOSSES), default="mse", help="default %(default)s")
@@ -101,6 +97,16 @@ def _add_train_sr(sub) -> None:
 
 
 def _run_train_sr(args) -> int:
+    """Train a SuperResolutionNet (or SRCNN) on HR crops and their bicubic downsampling.
+    Losses: {losses}.
+
+    Examples:
+        perceptual-ext train-sr --images photos/ --scale 4 --loss mse --steps 10000
+        perceptual-ext train-sr --scale 4 --loss mmd --steps 300 --image-size 64   # offline samples
+        perceptual-ext train-sr --residual --loss vgg --steps 500   # start at bicubic, learn the detail
+        torchrun --nproc_per_node=2 -m perceptual_ext.cli train-sr --images photos/ --loss vgg
+        perceptual-ext train-sr --resume runs/sr/checkpoint.pt --steps 20000
+    """
     from ..train import train_sr
 
     existing_dir(args.images, "image")
@@ -134,19 +140,8 @@ def _add_inference_options(p) -> None:
 
 
 def _add_stylize(sub) -> None:
-    p = add_command(
-        sub, "stylize", _run_stylize,
-        help="stylize images with a trained network (--model) or by optimization (--optimize)",
-        description="Stylize an image, or every image of a folder (batched, with a progress bar), with a\n"
-                    "network trained by `train-style` (--model CKPT IMAGE_OR_DIR); or optimize the pixels of\n"
-                    "CONTENT against Johnson et al.'s objective (--optimize CONTENT STYLE): content_weight *\n"
-                    "l_feat(relu2_2) + style_weight * l_style(relu1_2, relu2_2, relu3_3, relu4_3) + tv_weight * TV\n"
-                    "over VGG16 (random unless --vgg-weights). CONTENT/STYLE may be sample:NAME.",
-        examples=["perceptual-ext stylize --model runs/style/checkpoint.pt photo.jpg --out photo_styled.png",
-                  "perceptual-ext stylize --model runs/style/checkpoint.pt photos/ --out styled/ --batch-size 8",
-                  "perceptual-ext stylize --optimize sample:chelsea sample:gravel --size 256 --out cat.png",
-                  "perceptual-ext stylize --optimize photo.jpg painting.jpg --vgg-weights vgg16.pth \\",
-                  "    --style-weight 10 --steps 300 --out stylized.png"])
+    p = add_command(sub, "stylize", _run_stylize,
+                    help="stylize images with a trained network (--model) or by optimization (--optimize)")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--model", metavar="CKPT", help="a train-style checkpoint")
     mode.add_argument("--optimize", action="store_true", help="optimize the pixels of CONTENT towards STYLE")
@@ -157,6 +152,19 @@ def _add_stylize(sub) -> None:
 
 
 def _run_stylize(args) -> int:
+    r"""Stylize an image, or every image of a folder (batched, with a progress bar), with a
+    network trained by `train-style` (--model CKPT IMAGE_OR_DIR); or optimize the pixels of
+    CONTENT against Johnson et al.'s objective (--optimize CONTENT STYLE): content_weight *
+    l_feat(relu2_2) + style_weight * l_style(relu1_2, relu2_2, relu3_3, relu4_3) + tv_weight * TV
+    over VGG16 (random unless --vgg-weights). CONTENT/STYLE may be sample:NAME.
+
+    Examples:
+        perceptual-ext stylize --model runs/style/checkpoint.pt photo.jpg --out photo_styled.png
+        perceptual-ext stylize --model runs/style/checkpoint.pt photos/ --out styled/ --batch-size 8
+        perceptual-ext stylize --optimize sample:chelsea sample:gravel --size 256 --out cat.png
+        perceptual-ext stylize --optimize photo.jpg painting.jpg --vgg-weights vgg16.pth \
+            --style-weight 10 --steps 300 --out stylized.png
+    """
     if args.optimize:
         return run_stylize_optimize(args)
     if len(args.inputs) != 1:
@@ -166,28 +174,25 @@ def _run_stylize(args) -> int:
 
 
 def _add_superres(sub) -> None:
-    p = add_command(
-        sub, "superres", _run_superres, help="upscale images x4/x8 with a trained network",
-        description="Upscale an image, or every image of a folder (batched, with a progress bar), with a\n"
-                    "network trained by `train-sr`.",
-        examples=["perceptual-ext superres --model runs/sr/checkpoint.pt small.png --out big.png",
-                  "perceptual-ext superres --model runs/sr/checkpoint.pt thumbs/ --out upscaled/ --overwrite"])
+    p = add_command(sub, "superres", _run_superres, help="upscale images x4/x8 with a trained network")
     p.add_argument("--model", metavar="CKPT", required=True, help="a train-sr checkpoint")
     p.add_argument("input", metavar="IMAGE_OR_DIR")
     _add_inference_options(p)
 
 
 def _run_superres(args) -> int:
+    """Upscale an image, or every image of a folder (batched, with a progress bar), with a
+    network trained by `train-sr`.
+
+    Examples:
+        perceptual-ext superres --model runs/sr/checkpoint.pt small.png --out big.png
+        perceptual-ext superres --model runs/sr/checkpoint.pt thumbs/ --out upscaled/ --overwrite
+    """
     return _apply_model(args, "sr")
 
 
 def _add_eval_sr(sub) -> None:
-    p = add_command(
-        sub, "eval-sr", _run_eval_sr, help="PSNR/SSIM/SWD of an SR network vs bicubic upsampling",
-        description="Downsample each HR image (bicubic, antialiased), upscale it with the network and with\n"
-                    "bicubic interpolation, and print PSNR, SSIM and SWD against the original.",
-        examples=["perceptual-ext eval-sr --checkpoint runs/sr/checkpoint.pt --images Set5/ --json set5.json",
-                  "perceptual-ext eval-sr --checkpoint runs/sr/checkpoint.pt   # scikit-image samples"])
+    p = add_command(sub, "eval-sr", _run_eval_sr, help="PSNR/SSIM/SWD of an SR network vs bicubic upsampling")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a train-sr checkpoint")
     p.add_argument("--images", metavar="DIR", help="folder of HR images (default: scikit-image samples)")
     p.add_argument("--size", type=int, help="resize each image's centre square to SIZE first")
@@ -197,6 +202,13 @@ def _add_eval_sr(sub) -> None:
 
 
 def _run_eval_sr(args) -> int:
+    """Downsample each HR image (bicubic, antialiased), upscale it with the network and with
+    bicubic interpolation, and print PSNR, SSIM and SWD against the original.
+
+    Examples:
+        perceptual-ext eval-sr --checkpoint runs/sr/checkpoint.pt --images Set5/ --json set5.json
+        perceptual-ext eval-sr --checkpoint runs/sr/checkpoint.pt   # scikit-image samples
+    """
     from ..train import evaluate_sr, format_sr_table, write_json
 
     existing_dir(args.images, "image")

@@ -10,16 +10,7 @@ from ._common import UserError, add_command, add_device_option, check_outputs, d
 
 
 def _add_fid(sub) -> None:
-    p = add_command(
-        sub, "fid", _run_fid, help="FID (and KID) between two image folders or .npz statistics",
-        description="Fréchet Inception distance between A and B (folders of images or pytorch-fid .npz "
-                    "statistics), with pytorch-fid's Inception weights read from --inception-weights "
-                    "(pt_inception-2015-12-05-6726825d.pth; nothing is downloaded). Unreadable images are "
-                    "skipped and counted. With only A and --save-stats, computes and saves A's statistics.",
-        examples=["perceptual-ext fid real/ fake/ --inception-weights pt_inception-2015-12-05-6726825d.pth",
-                  "perceptual-ext fid real/ fake/ --inception-weights W.pth --kid --json",
-                  "perceptual-ext fid real/ --inception-weights W.pth --save-stats real.npz",
-                  "perceptual-ext fid real.npz fake/ --inception-weights W.pth --save-stats real2.npz fake.npz"])
+    p = add_command(sub, "fid", _run_fid, help="FID (and KID) between two image folders or .npz statistics")
     p.add_argument("a", metavar="A", help="folder of images or a pytorch-fid .npz (mu, sigma)")
     p.add_argument("b", metavar="B", nargs="?", help="folder of images or a .npz (optional with --save-stats)")
     p.add_argument("--inception-weights", metavar="FILE",
@@ -72,6 +63,17 @@ def _check_args(args) -> list:
 
 
 def _run_fid(args) -> int:
+    """Fréchet Inception distance between A and B (folders of images or pytorch-fid .npz statistics), with
+    pytorch-fid's Inception weights read from --inception-weights (pt_inception-2015-12-05-6726825d.pth;
+    nothing is downloaded). Unreadable images are skipped and counted. With only A and --save-stats,
+    computes and saves A's statistics.
+
+    Examples:
+        perceptual-ext fid real/ fake/ --inception-weights pt_inception-2015-12-05-6726825d.pth
+        perceptual-ext fid real/ fake/ --inception-weights W.pth --kid --json
+        perceptual-ext fid real/ --inception-weights W.pth --save-stats real.npz
+        perceptual-ext fid real.npz fake/ --inception-weights W.pth --save-stats real2.npz fake.npz
+    """
     from ..features import FIDInceptionV3
     from ..metrics import FeatureStatistics, compute_features, kid
 

@@ -65,18 +65,8 @@ def _report(result) -> int:
 
 
 def _add_train_pix2pix(sub) -> None:
-    p = add_command(
-        sub, "train-pix2pix", _run_train_pix2pix,
-        help="train pix2pix (U-Net + 70x70 PatchGAN, cGAN + lambda*L1) on paired images",
-        description="Train pix2pix (Isola et al. 2017) on paired images: an aligned folder (A|B side by side in\n"
-                    "each image, as pix2pix's data sets), two folders whose files pair up by name, or the\n"
-                    "built-in set. Adam 2e-4, betas (0.5, 0.999), lr constant then linear decay, lambda_L1 = 100,\n"
-                    "vanilla GAN, batch norm. Runs under torchrun for DDP.",
-        examples=["perceptual-ext train-pix2pix --steps 300 --crop-size 64 --load-size 72 --ngf 16   # offline",
-                  "perceptual-ext train-pix2pix facades/train --direction BtoA --steps 80000",
-                  "perceptual-ext train-pix2pix sketches/ --b-dir photos/ --extra-loss vgg:1.0 --vgg-weights vgg16.pth",
-                  "torchrun --nproc_per_node=2 -m perceptual_ext.cli train-pix2pix edges2shoes/train --batch-size 4",
-                  "perceptual-ext train-pix2pix --resume runs/pix2pix/checkpoint.pt --steps 2000"])
+    p = add_command(sub, "train-pix2pix", _run_train_pix2pix,
+                    help="train pix2pix (U-Net + 70x70 PatchGAN, cGAN + lambda*L1) on paired images")
     p.add_argument("data", nargs="?", metavar="DIR",
                    help="aligned A|B images, or the A folder with --b-dir (default: the built-in set)")
     p.add_argument("--b-dir", metavar="DIR", help="the B folder: DIR holds A, files pair up by name")
@@ -87,6 +77,18 @@ def _add_train_pix2pix(sub) -> None:
 
 
 def _run_train_pix2pix(args) -> int:
+    """Train pix2pix (Isola et al. 2017) on paired images: an aligned folder (A|B side by side in
+    each image, as pix2pix's data sets), two folders whose files pair up by name, or the
+    built-in set. Adam 2e-4, betas (0.5, 0.999), lr constant then linear decay, lambda_L1 = 100,
+    vanilla GAN, batch norm. Runs under torchrun for DDP.
+
+    Examples:
+        perceptual-ext train-pix2pix --steps 300 --crop-size 64 --load-size 72 --ngf 16   # offline
+        perceptual-ext train-pix2pix facades/train --direction BtoA --steps 80000
+        perceptual-ext train-pix2pix sketches/ --b-dir photos/ --extra-loss vgg:1.0 --vgg-weights vgg16.pth
+        torchrun --nproc_per_node=2 -m perceptual_ext.cli train-pix2pix edges2shoes/train --batch-size 4
+        perceptual-ext train-pix2pix --resume runs/pix2pix/checkpoint.pt --steps 2000
+    """
     from ..train import train_pix2pix
 
     existing_dir(args.data, "data")
@@ -101,15 +103,8 @@ def _run_train_pix2pix(args) -> int:
 
 
 def _add_train_cyclegan(sub) -> None:
-    p = add_command(
-        sub, "train-cyclegan", _run_train_cyclegan,
-        help="train CycleGAN (two ResNet generators, two PatchGANs) on unpaired folders",
-        description="Train CycleGAN (Zhu et al. 2017) on two folders of unpaired images (or the built-in set,\n"
-                    "its pairing ignored): LSGAN, lambda_cycle = 10, lambda_identity = 0.5, instance norm, an\n"
-                    "image pool of 50, Adam 2e-4 with betas (0.5, 0.999), lr constant then linear decay.",
-        examples=["perceptual-ext train-cyclegan --steps 200 --crop-size 64 --load-size 72 --ngf 16 --n-blocks 3",
-                  "perceptual-ext train-cyclegan horse2zebra/trainA horse2zebra/trainB --steps 100000",
-                  "perceptual-ext translate --model runs/cyclegan/checkpoint.pt --direction BtoA zebras/ --out h/"])
+    p = add_command(sub, "train-cyclegan", _run_train_cyclegan,
+                    help="train CycleGAN (two ResNet generators, two PatchGANs) on unpaired folders")
     p.add_argument("data_a", nargs="?", metavar="A_DIR", help="domain A images (default: the built-in set)")
     p.add_argument("data_b", nargs="?", metavar="B_DIR", help="domain B images")
     p.add_argument("--lambda-cycle", type=float, default=10.0, help="cycle-consistency weight (default %(default)s)")
@@ -121,6 +116,15 @@ def _add_train_cyclegan(sub) -> None:
 
 
 def _run_train_cyclegan(args) -> int:
+    """Train CycleGAN (Zhu et al. 2017) on two folders of unpaired images (or the built-in set,
+    its pairing ignored): LSGAN, lambda_cycle = 10, lambda_identity = 0.5, instance norm, an
+    image pool of 50, Adam 2e-4 with betas (0.5, 0.999), lr constant then linear decay.
+
+    Examples:
+        perceptual-ext train-cyclegan --steps 200 --crop-size 64 --load-size 72 --ngf 16 --n-blocks 3
+        perceptual-ext train-cyclegan horse2zebra/trainA horse2zebra/trainB --steps 100000
+        perceptual-ext translate --model runs/cyclegan/checkpoint.pt --direction BtoA zebras/ --out h/
+    """
     from ..train import train_cyclegan
 
     if (args.data_a is None) != (args.data_b is None):
@@ -154,16 +158,8 @@ def _inputs(specs):
 
 
 def _add_translate(sub) -> None:
-    p = add_command(
-        sub, "translate", _run_translate, help="translate images with a trained pix2pix or CycleGAN generator",
-        description="Run the generator of a train-pix2pix or train-cyclegan checkpoint on image files (batched,\n"
-                    "with a progress bar) and write OUT/<name>.png for each. Any image size works (padded to\n"
-                    "the network's multiple and cropped back); batch norm uses each image's own statistics, as\n"
-                    "pix2pix does at test time. Existing outputs are refused unless --overwrite.",
-        examples=["perceptual-ext sample-pairs --out pairs/ --layout folders",
-                  "perceptual-ext translate --model runs/pix2pix/checkpoint.pt pairs/A --out translated/",
-                  "perceptual-ext translate --model runs/pix2pix/checkpoint.pt facades/val --aligned A --out out/",
-                  "perceptual-ext translate --model runs/cyclegan/checkpoint.pt --direction BtoA b.jpg --out out/"])
+    p = add_command(sub, "translate", _run_translate,
+                    help="translate images with a trained pix2pix or CycleGAN generator")
     p.add_argument("--model", metavar="CKPT", required=True, help="a train-pix2pix or train-cyclegan checkpoint")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
@@ -176,6 +172,17 @@ def _add_translate(sub) -> None:
 
 
 def _run_translate(args) -> int:
+    """Run the generator of a train-pix2pix or train-cyclegan checkpoint on image files (batched,
+    with a progress bar) and write OUT/<name>.png for each. Any image size works (padded to
+    the network's multiple and cropped back); batch norm uses each image's own statistics, as
+    pix2pix does at test time. Existing outputs are refused unless --overwrite.
+
+    Examples:
+        perceptual-ext sample-pairs --out pairs/ --layout folders
+        perceptual-ext translate --model runs/pix2pix/checkpoint.pt pairs/A --out translated/
+        perceptual-ext translate --model runs/pix2pix/checkpoint.pt facades/val --aligned A --out out/
+        perceptual-ext translate --model runs/cyclegan/checkpoint.pt --direction BtoA b.jpg --out out/
+    """
     from ..train import load_gan_generator, translate_files
 
     dev = device(args.device)
@@ -200,13 +207,8 @@ def _run_translate(args) -> int:
 
 
 def _add_sample_pairs(sub) -> None:
-    p = add_command(
-        sub, "sample-pairs", _run_sample_pairs,
-        help="write the built-in paired set (edges->photo or grey->colour) as PNGs",
-        description="Write the paired set built from scikit-image's bundled samples (offline): aligned A|B\n"
-                    "images, or A/ and B/ folders whose files pair up by name.",
-        examples=["perceptual-ext sample-pairs --out pairs/                      # pairs/NAME.png, A|B",
-                  "perceptual-ext sample-pairs --kind grey --layout folders --out grey/   # grey/A, grey/B"])
+    p = add_command(sub, "sample-pairs", _run_sample_pairs,
+                    help="write the built-in paired set (edges->photo or grey->colour) as PNGs")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--kind", choices=("edges", "grey"), default="edges", help="default %(default)s")
     p.add_argument("--size", type=int, default=256, help="image side (default %(default)s)")
@@ -215,6 +217,13 @@ def _add_sample_pairs(sub) -> None:
 
 
 def _run_sample_pairs(args) -> int:
+    """Write the paired set built from scikit-image's bundled samples (offline): aligned A|B
+    images, or A/ and B/ folders whose files pair up by name.
+
+    Examples:
+        perceptual-ext sample-pairs --out pairs/                      # pairs/NAME.png, A|B
+        perceptual-ext sample-pairs --kind grey --layout folders --out grey/   # grey/A, grey/B
+    """
     from ..data import write_sample_pairs
 
     positive(args.size, "--size", minimum=8)

@@ -47,16 +47,8 @@ def _notes(args, notes, used_lpips: bool = True) -> None:
 # ---- lpips ------------------------------------------------------------------------------------
 
 def _add_lpips(sub) -> None:
-    p = add_command(
-        sub, "lpips", _run_lpips, help="LPIPS distance of two images, or of two folders matched by file name",
-        description="LPIPS v0.1 distance (Zhang et al. 2018) between A and B: two image files (or sample:NAME), "
-                    "or two folders whose images are paired by file name. Weights come from your files: the "
-                    "backbone from torchvision's state dict, the lin layers from the lpips package's file. "
-                    "Prints the distance (one per pair and their mean for folders), or JSON with --json.",
-        examples=["perceptual-ext lpips a.png b.png --net vgg --backbone-weights vgg16-397923af.pth "
-                  "--lin-weights lpips/weights/v0.1/vgg.pth",
-                  "perceptual-ext lpips outputs/ references/ --json > distances.json",
-                  "perceptual-ext lpips a.png b.png --spatial-out map.png"])
+    p = add_command(sub, "lpips", _run_lpips,
+                    help="LPIPS distance of two images, or of two folders matched by file name")
     p.add_argument("a", metavar="A", help="image file (or sample:NAME), or a folder of images")
     p.add_argument("b", metavar="B", help="image file, or a folder with images of the same names as A's")
     _lpips_options(p)
@@ -97,6 +89,17 @@ def _map_image(d):
 
 
 def _run_lpips(args) -> int:
+    r"""LPIPS v0.1 distance (Zhang et al. 2018) between A and B: two image files (or sample:NAME), or two
+    folders whose images are paired by file name. Weights come from your files: the backbone from
+    torchvision's state dict, the lin layers from the lpips package's file. Prints the distance (one per
+    pair and their mean for folders), or JSON with --json.
+
+    Examples:
+        perceptual-ext lpips a.png b.png --net vgg --backbone-weights vgg16-397923af.pth \\
+            --lin-weights lpips/weights/v0.1/vgg.pth
+        perceptual-ext lpips outputs/ references/ --json > distances.json
+        perceptual-ext lpips a.png b.png --spatial-out map.png
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -162,16 +165,9 @@ def _distance_names():
 
 
 def _add_bapps(sub) -> None:
-    p = add_command(
-        sub, "bapps", _run_bapps, help="2AFC and JND scores of distances on the BAPPS dataset (the paper's table)",
-        description="Score distances on BAPPS (Zhang et al. 2018) as the paper does: for every subset, the 2AFC "
-                    "agreement with the human judges and the JND mean average precision. ROOT holds the "
-                    "dataset's 2afc/ and jnd/ folders (download it yourself, e.g. with the lpips repository's "
-                    "scripts/download_dataset.sh). Distances: " + ", ".join(_distance_names()) +
-                    " (lpips uses --net/--backbone-weights/--lin-weights; vgg/gram use --vgg-weights).",
-        examples=["perceptual-ext bapps dataset/ --distance lpips,ssim,psnr --net alex "
-                  "--backbone-weights alexnet-owt-7be5be79.pth --lin-weights alex.pth",
-                  "perceptual-ext bapps dataset/ --distance vgg,scnn,mmd --vgg-weights vgg16.pth --json"])
+    p = add_command(sub, "bapps", _run_bapps,
+                    help="2AFC and JND scores of distances on the BAPPS dataset (the paper's table)",
+                    distances=", ".join(_distance_names()))
     p.add_argument("root", metavar="ROOT", help="the BAPPS folder (holding 2afc/ and/or jnd/)")
     p.add_argument("--distance", default="lpips,ssim,psnr",
                    help="comma-separated distances (default lpips,ssim,psnr)")
@@ -242,6 +238,16 @@ def _score_subset(data, indices, distances, kind, batch_size, dev, bar):
 
 
 def _run_bapps(args) -> int:
+    r"""Score distances on BAPPS (Zhang et al. 2018) as the paper does: for every subset, the 2AFC
+    agreement with the human judges and the JND mean average precision. ROOT holds the dataset's 2afc/
+    and jnd/ folders (download it yourself, e.g. with the lpips repository's scripts/download_dataset.sh).
+    Distances: {distances} (lpips uses --net/--backbone-weights/--lin-weights; vgg/gram use --vgg-weights).
+
+    Examples:
+        perceptual-ext bapps dataset/ --distance lpips,ssim,psnr --net alex \
+            --backbone-weights alexnet-owt-7be5be79.pth --lin-weights alex.pth
+        perceptual-ext bapps dataset/ --distance vgg,scnn,mmd --vgg-weights vgg16.pth --json
+    """
     from tqdm.auto import tqdm
 
     from ..data import BAPPS

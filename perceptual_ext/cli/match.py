@@ -9,13 +9,15 @@ METHODS = ("corr", "zero_mean_corr", "ssd", "ncc", "ssd_normed", "corr_normed")
 
 
 def add_info(sub) -> None:
-    add_command(
-        sub, "info", run_info, help="print how the extension was built (JSON)",
-        description="Print build information of the compiled kernels as JSON.",
-        examples=["perceptual-ext info"])
+    add_command(sub, "info", run_info, help="print how the extension was built (JSON)")
 
 
 def run_info(args) -> int:
+    """Print build information of the compiled kernels as JSON.
+
+    Examples:
+        perceptual-ext info
+    """
     import perceptual_ext
 
     info = perceptual_ext.build_info()
@@ -25,11 +27,7 @@ def run_info(args) -> int:
 
 
 def add_match(sub) -> None:
-    p = add_command(
-        sub, "match", run_match, help="find a template in an image (NCC family); boxes PNG + JSON",
-        description="Match TEMPLATE against IMAGE (grayscale), print the best locations and scores as JSON, "
-                    "and optionally write a PNG with the matches boxed.",
-        examples=["perceptual-ext match scene.png patch.png --top-k 3 --out boxes.png"])
+    p = add_command(sub, "match", run_match, help="find a template in an image (NCC family); boxes PNG + JSON")
     p.add_argument("image", help="image file to search in (or sample:NAME)")
     p.add_argument("template", help="image file of the template (not larger than IMAGE)")
     p.add_argument("--method", default="ncc", choices=METHODS,
@@ -56,6 +54,12 @@ def _draw_boxes(image, matches, h: int, w: int):
 
 
 def run_match(args) -> int:
+    """Match TEMPLATE against IMAGE (grayscale), print the best locations and scores as JSON, and
+    optionally write a PNG with the matches boxed.
+
+    Examples:
+        perceptual-ext match scene.png patch.png --top-k 3 --out boxes.png
+    """
     from ..data import save_image
     from ..ops import find_peaks, match_template
 

@@ -26,15 +26,7 @@ def _common_options(p, steps: int, lr_help: str, lr_default) -> None:
 
 
 def _add_synthesize(sub) -> None:
-    p = add_command(
-        sub, "synthesize", _run_synthesize, help="texture synthesis by pixel optimization",
-        description="Synthesize a new texture from an example by optimizing pixels, from its mean colour plus "
-                    "noise, against a loss: patch MMD (default), MMD++, S-CNN features or Gram matrices of VGG16 "
-                    "features (Gatys et al.). Pooled losses (mmd, mmdpp, scnn) pool over the whole image "
-                    "unless --window is given.",
-        examples=["perceptual-ext synthesize sample:gravel --loss mmd --size 256 --steps 500 --out gravel.png",
-                  "perceptual-ext synthesize my_texture.jpg --loss gram --vgg-weights vgg16.pth --out out.png",
-                  "perceptual-ext synthesize sample:brick --loss scnn --size 128 --device cuda --out brick.png"])
+    p = add_command(sub, "synthesize", _run_synthesize, help="texture synthesis by pixel optimization")
     p.add_argument("texture", metavar="TEXTURE", help="texture image file, or sample:NAME (scikit-image samples)")
     p.add_argument("--loss", default="mmd", choices=_loss_names(),
                    help="loss to match (default mmd, with a kernel of sigma 0.15 per pixel)")
@@ -46,6 +38,15 @@ def _add_synthesize(sub) -> None:
 
 
 def _run_synthesize(args) -> int:
+    """Synthesize a new texture from an example by optimizing pixels, from its mean colour plus noise,
+    against a loss: patch MMD (default), MMD++, S-CNN features or Gram matrices of VGG16 features (Gatys
+    et al.). Pooled losses (mmd, mmdpp, scnn) pool over the whole image unless --window is given.
+
+    Examples:
+        perceptual-ext synthesize sample:gravel --loss mmd --size 256 --steps 500 --out gravel.png
+        perceptual-ext synthesize my_texture.jpg --loss gram --vgg-weights vgg16.pth --out out.png
+        perceptual-ext synthesize sample:brick --loss scnn --size 128 --device cuda --out brick.png
+    """
     import time
 
     from ..data import save_image
@@ -115,16 +116,8 @@ def run_stylize_optimize(args) -> int:
 
 
 def _add_gim(sub) -> None:
-    p = add_command(
-        sub, "gim", _run_gim, help="the GIM experiment: optimize one image against K shifted crops per loss",
-        description="Generalized image mean (Amir & Weiss): K crops of IMAGE shifted by up to ±SHIFT pixels are "
-                    "the targets; for each loss one image is optimized from their mean against the mean loss "
-                    "to all crops. Writes gim_<loss>.png per loss, gim_mean.png, gim_crops.png, gim_grid.png "
-                    "(a target crop, the mean, then each result) and gim.json with SWD (×10³, lower is more "
-                    "like the crops) and PSNR to the crops.",
-        examples=["perceptual-ext gim sample:astronaut --losses mse,mmd,scnn --out-dir gim_out",
-                  "perceptual-ext gim photo.png --losses mse,vgg,vgg_random,mmd,mmdpp --vgg-weights vgg16.pth \\",
-                  "    --crop-size 128 --steps 500 --device cuda --out-dir gim_out"])
+    p = add_command(sub, "gim", _run_gim,
+                    help="the GIM experiment: optimize one image against K shifted crops per loss")
     p.add_argument("image", metavar="IMAGE", help="image file, or sample:NAME (scikit-image samples)")
     p.add_argument("--losses", default="mse,vgg,scnn,mmd,mmdpp",
                    help="comma-separated loss names (default mse,vgg,scnn,mmd,mmdpp; also l1, gram, vgg_random)")
@@ -172,6 +165,16 @@ def _save_gim(result, args, dev) -> int:
 
 
 def _run_gim(args) -> int:
+    r"""Generalized image mean (Amir & Weiss): K crops of IMAGE shifted by up to ±SHIFT pixels are the
+    targets; for each loss one image is optimized from their mean against the mean loss to all crops.
+    Writes gim_<loss>.png per loss, gim_mean.png, gim_crops.png, gim_grid.png (a target crop, the mean,
+    then each result) and gim.json with SWD (×10³, lower is more like the crops) and PSNR to the crops.
+
+    Examples:
+        perceptual-ext gim sample:astronaut --losses mse,mmd,scnn --out-dir gim_out
+        perceptual-ext gim photo.png --losses mse,vgg,vgg_random,mmd,mmdpp --vgg-weights vgg16.pth \
+            --crop-size 128 --steps 500 --device cuda --out-dir gim_out
+    """
     from ..train import gim_experiment
     from ..train.synthesis import make_loss
 
