@@ -25,10 +25,13 @@ def files(tmp_path_factory):
                      "model": {"class": "SuperResolutionNet", "config": {"scale": 4}}}, no_weights)
     not_ckpt = str(root / "not_a_checkpoint.pt")
     torch.save({"weights": torch.zeros(2)}, not_ckpt)
+    bad_lin = str(root / "bad_lin.pth")  # lpips lin layers of the wrong widths (and not a backbone)
+    torch.save({f"lin{k}.model.1.weight": torch.rand(1, 64, 1, 1) for k in range(5)}, bad_lin)
     folder = root / "images"
     folder.mkdir()
     save_image(torch.rand(3, 32, 32), str(folder / "a.png"))
     return {"image": image, "small": small, "no_weights": no_weights, "not_ckpt": not_ckpt, "dir": str(folder),
+            "bad_lin": bad_lin,
             "missing": str(root / "missing.png"), "out": str(root / "out"), "root": str(root)}
 
 
@@ -48,13 +51,7 @@ CASES = [
     (["synthesize", "sample:brick", "--out", "{out}.tiffx"], "unknown image format"),
     (["stylize", "--optimize", "{image}", "--out", "{out}.png"], "--optimize takes two images"),
     (["stylize", "--optimize", "{image}", "{image}", "--size", "-1", "--out", "{out}.png"], "--size must be >= 0"),
-    (["stylize", "--model", "{missing}", "{image}", "--out", "{out}.png"], "checkpoint not found"),
     (["stylize", "--model", "{not_ckpt}", "{image}", "--out", "{out}.png"], "not a perceptual_ext feed-forward"),
-    (["superres", "--model", "{no_weights}", "{small}", "--out", "{out}.png"], "no 'state_dict' entry"),
-    (["superres", "--model", "{no_weights}", "{small}", "--out", "{out}.png", "--device", "bogus"],
-     "--device must be 'cpu' or 'cuda"),
-    (["superres", "--model", "{no_weights}", "{small}", "--out", "{out}.jpgx"], "unknown image format"),
-    (["superres", "--model", "{no_weights}", "{missing}", "--out", "{out}.png"], "input not found"),
     (["superres", "--model", "{no_weights}", "{small}", "--out", "{out}.png", "--batch-size", "0"],
      "--batch-size must be >= 1"),
     (["eval-sr", "--checkpoint", "{no_weights}", "--size", "0"], "--size must be >= 1"),
@@ -72,6 +69,23 @@ CASES = [
     (["gim", "sample:astronaut", "--losses", "mse,bogus", "--out-dir", "{out}"], "--losses must be"),
     (["gim", "sample:astronaut", "--shift", "-1", "--out-dir", "{out}"], "--shift must be >= 0"),
     (["gim", "sample:astronaut", "--num-crops", "0", "--out-dir", "{out}"], "--num-crops must be >= 1"),
+    # --lpips-weights: only with the lpips loss, and an existing file
+    (["synthesize", "sample:brick", "--lpips-weights", "{image}", "--out", "{out}.png"],
+     "--lpips-weights is for the lpips loss; this run uses mmd"),
+    (["synthesize", "sample:brick", "--loss", "lpips", "--lpips-weights", "{missing}", "--out", "{out}.png"],
+     "--lpips-weights: no such file"),
+    (["gim", "sample:astronaut", "--losses", "mse,mmd", "--lpips-weights", "{image}", "--out-dir", "{out}"],
+     "--lpips-weights is for the lpips loss; this run uses mse, mmd"),
+    (["train-sr", "--images", "{dir}", "--loss", "vgg", "--lpips-weights", "{image}", "--out-dir", "{out}"],
+     "--lpips-weights is for the lpips loss; this run uses vgg"),
+    (["train-style", "brick", "--content", "{dir}", "--style-loss", "lpips", "--lpips-weights", "{missing}",
+      "--out-dir", "{out}"], "--lpips-weights: no such file"),
+    (["train-style", "brick", "--content", "{dir}", "--lpips-weights", "{image}", "--out-dir", "{out}"],
+     "this run uses gram, vgg"),
+    (["train-pix2pix", "--extra-loss", "lpips:1.0", "--lpips-weights", "{missing}", "--out-dir", "{out}"],
+     "--lpips-weights: no such file"),
+    (["train-cyclegan", "--lpips-weights", "{image}", "--out-dir", "{out}"],
+     "--lpips-weights is for the lpips loss; this run uses no loss of the library"),
     (["train-pix2pix", "{missing}", "--out-dir", "{out}"], "data folder not found"),
     (["train-pix2pix", "{dir}", "--b-dir", "{missing}", "--out-dir", "{out}"], "--b-dir folder not found"),
     (["train-pix2pix", "--steps", "0", "--out-dir", "{out}"], "--steps must be >= 1"),
@@ -88,11 +102,15 @@ CASES = [
     (["lpips", "{image}", "{dir}"], "both be image files or both be folders"),
     (["lpips", "{image}", "{small}"], "LPIPS compares images of one size"),
     (["lpips", "{image}", "{image}", "--lin-weights", "{not_ckpt}"], "not an lpips v0.1 'alex' lin file"),
+    (["lpips", "{image}", "{image}", "--lin-weights", "{bad_lin}"], "lin1.model.1.weight has shape"),
+    (["lpips", "{image}", "{image}", "--lin-weights", "{missing}"], "lin_weights: no such file"),
+    (["lpips", "{image}", "{image}", "--backbone-weights", "{bad_lin}"], "not a torchvision AlexNet state dict"),
     (["lpips", "{image}", "{image}", "--spatial-out", "{out}.jpgx"], "unknown image format"),
     (["lpips", "{image}", "{image}", "--device", "bogus"], "--device must be"),
     (["bapps", "{missing}"], "BAPPS folder not found"),
     (["bapps", "{dir}", "--distance", "lpips,bogus"], "unknown distance 'bogus'"),
     (["bapps", "{dir}", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["bapps", "{dir}", "--kind", "3afc"], "--kind must be"),
     (["bapps", "{dir}"], "holds neither 2afc/val nor jnd/val"),
     (["fid", "{missing}", "{dir}", "--inception-weights", "{image}"], "no such file or folder"),
     (["fid", "{dir}", "{dir}"], "--inception-weights FILE is required"),
@@ -107,13 +125,19 @@ CASES = [
     (["train-colorize", "--images", "{dir}", "--steps", "0", "--out-dir", "{out}"], "--steps must be >= 1"),
     (["train-colorize", "--images", "{dir}", "--rebalance", "2", "--out-dir", "{out}"], "rebalance must be"),
     (["train-colorize", "--images", "{dir}", "--neighbors", "40", "--out-dir", "{out}"], "neighbors must be"),
-    (["colorize", "--model", "{missing}", "{image}", "--out", "{out}.png"], "checkpoint not found"),
-    (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.png"], "no 'state_dict' entry"),
     (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.png", "--temperature", "-1"],
      "--temperature must be"),
-    (["colorize", "--model", "{no_weights}", "{image}", "--out", "{out}.jpgx"], "unknown image format"),
-    (["colorize", "--model", "{no_weights}", "{missing}", "--out", "{out}.png"], "input not found"),
 ]
+
+# The commands that apply a trained network (--model CKPT IMAGE_OR_DIR --out OUT) check them alike.
+CASES += [([command, "--model", ckpt, source, "--out", out, *extra], message)
+          for command in ("stylize", "superres", "colorize")
+          for ckpt, source, out, extra, message in [
+              ("{missing}", "{image}", "{out}.png", [], "checkpoint not found"),
+              ("{no_weights}", "{small}", "{out}.png", [], "no 'state_dict' entry"),
+              ("{no_weights}", "{small}", "{out}.png", ["--device", "bogus"], "--device must be 'cpu' or 'cuda"),
+              ("{no_weights}", "{small}", "{out}.jpgx", [], "unknown image format"),
+              ("{no_weights}", "{missing}", "{out}.png", [], "input not found")]]
 
 
 @pytest.mark.parametrize("argv,message", CASES, ids=[" ".join(c[0][:2]) + f"-{i}" for i, c in enumerate(CASES)])
@@ -140,6 +164,26 @@ def test_every_command_is_walked():
 
     commands = set(build_parser()._subparsers._group_actions[0].choices) - {"info"}
     assert commands <= {argv[0] for argv, _ in CASES}
+
+
+def _commands():
+    from perceptual_ext.cli import build_parser
+
+    return sorted(build_parser()._subparsers._group_actions[0].choices)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_has_a_description_and_examples(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    usage, description = out.split("\n\n")[:2]
+    assert usage.startswith(f"usage: perceptual-ext {command}") and len(description) > 20, out
+    examples = out.split("\nexamples:\n")[1].splitlines()
+    assert examples and all(line.startswith("  ") for line in examples), out
+    assert any(f"perceptual-ext {command} " in line + " " or f"perceptual_ext.cli {command} " in line
+               for line in examples)
 
 
 def test_console_script_prints_no_traceback(files):

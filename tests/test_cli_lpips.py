@@ -100,28 +100,55 @@ def test_spatial_map(weights, images, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["astronaut.png", "coffee.png"]
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["lpips", "{a}", "{missing}"], "image file not found"),
-    (["lpips", "{a}", "{dir}"], "both be image files or both be folders"),
-    (["lpips", "{a}", "{small}"], "LPIPS compares images of one size"),
-    (["lpips", "{a}", "{a}", "--lin-weights", "{bad_lin}"], "lin1.model.1.weight has shape"),
-    (["lpips", "{a}", "{a}", "--lin-weights", "{missing}"], "lin_weights: no such file"),
-    (["lpips", "{a}", "{a}", "--backbone-weights", "{lin}"], "not a torchvision AlexNet state dict"),
-    (["bapps", "{missing}"], "BAPPS folder not found"),
-    (["bapps", "{dir}", "--distance", "lpips,foo"], "unknown distance 'foo'"),
-    (["bapps", "{dir}", "--kind", "3afc"], "--kind must be"),
-    (["bapps", "{dir}"], "holds neither 2afc/val nor jnd/val"),
-])
-def test_user_errors(argv, message, weights, images, tmp_path, capsys):
-    small = save_image(torch.rand(3, 32, 32), str(tmp_path / "small.png"))
-    bad_lin = tmp_path / "bad.pth"
-    torch.save({f"lin{k}.model.1.weight": torch.rand(1, 64, 1, 1) for k in range(5)}, bad_lin)
-    names = {"a": images / "a" / "astronaut.png", "missing": tmp_path / "missing.png", "dir": images / "a",
-             "small": small, "bad_lin": bad_lin, "lin": weights[1]}
-    code, out, err = run([part.format(**names) for part in argv], capsys)
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert message in lines[-1] and "Traceback" not in err, err
+class _Stop(Exception):
+    """Raised by the recording loss factory below: the command got as far as building its losses."""
+
+
+@pytest.mark.parametrize("module,argv", [
+    ("synthesis", ["synthesize", "sample:brick", "--loss", "lpips", "--size", "32", "--out", "{out}.png"]),
+    ("synthesis", ["gim", "sample:astronaut", "--losses", "mse,lpips", "--crop-size", "32", "--out-dir", "{out}"]),
+    ("style", ["train-style", "brick", "--style-loss", "lpips", "--out-dir", "{out}"]),
+    ("superres", ["train-sr", "--loss", "lpips", "--out-dir", "{out}"]),
+    ("pix2pix", ["train-pix2pix", "--extra-loss", "lpips:1.0", "--out-dir", "{out}"]),
+    ("cyclegan", ["train-cyclegan", "--extra-loss", "lpips:0.5", "--out-dir", "{out}"]),
+], ids=lambda v: v[0] if isinstance(v, list) else None)
+def test_lpips_weights_reach_the_loss_factory(module, argv, tmp_path, monkeypatch):
+    """Every command whose losses may be lpips passes --lpips-weights (and --vgg-weights, lpips'
+    backbone) to the loss factory."""
+    import importlib
+
+    calls = []
+
+    def recording_build_loss(name, **kwargs):
+        calls.append((name, kwargs))
+        if name == "lpips":
+            raise _Stop
+        return torch.nn.MSELoss()
+
+    monkeypatch.setattr(importlib.import_module(f"perceptual_ext.train.{module}"), "build_loss", recording_build_loss)
+    lin, vgg = tmp_path / "vgg_lin.pth", tmp_path / "vgg16.pth"
+    lin.write_bytes(b"")
+    vgg.write_bytes(b"")
+    with pytest.raises(_Stop):
+        main([a.format(out=tmp_path / "out") for a in argv] + ["--lpips-weights", str(lin), "--vgg-weights", str(vgg),
+                                                                "--device", "cpu"])
+    name, kwargs = calls[-1]
+    assert name == "lpips" and kwargs["lpips_weights"] == str(lin) and kwargs["vgg_weights"] == str(vgg)
+
+
+def test_synthesize_with_lpips_lin_weights(tmp_path, capsys):
+    """End to end: the lin file is read (a wrong one is a one-line error, a right one runs)."""
+    g = torch.Generator().manual_seed(0)
+    lin = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g)
+           for k, c in enumerate((64, 128, 256, 512, 512))}
+    torch.save(lin, tmp_path / "vgg.pth", _use_new_zipfile_serialization=False)
+    torch.save({"lin0.model.1.weight": torch.rand(1, 3, 1, 1)}, tmp_path / "bad.pth")
+    argv = ["synthesize", "sample:brick", "--loss", "lpips", "--size", "32", "--steps", "1", "--quiet"]
+    code, _, err = run(argv + ["--lpips-weights", tmp_path / "bad.pth", "--out", tmp_path / "bad.png"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "loss lpips:" in err, err
+    code, out, err = run(argv + ["--lpips-weights", tmp_path / "vgg.pth", "--out", tmp_path / "ok.png"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["loss"] == "lpips" and (tmp_path / "ok.png").exists()
 
 
 def write_bapps(root, n=4):

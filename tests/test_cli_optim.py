@@ -105,12 +105,7 @@ def test_gim_writes_pngs_grid_and_json(image64, tmp_path, capsys):
     assert main(argv + ["--overwrite"]) == 0
 
 
-def test_help_has_examples_and_stylize_needs_a_mode(capsys):
-    for command in ("synthesize", "stylize", "gim"):
-        with pytest.raises(SystemExit) as exc:
-            main([command, "--help"])
-        assert exc.value.code == 0
-        assert "examples:" in capsys.readouterr().out
+def test_stylize_needs_a_mode(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["stylize", "sample:chelsea", "sample:gravel", "--out", "x.png"])
     assert exc.value.code == 2

@@ -375,16 +375,6 @@ def test_cli_train_and_colorize(tmp_path, capsys):
     assert sorted(os.listdir(folder_out)) == ["astronaut.png", "chelsea.png"]
 
 
-@pytest.mark.parametrize("command", ["train-colorize", "colorize"])
-def test_cli_help_has_examples(command, capsys):
-    from perceptual_ext import cli
-
-    with pytest.raises(SystemExit) as exc:
-        cli.main([command, "--help"])
-    assert exc.value.code == 0
-    assert "examples:" in capsys.readouterr().out
-
-
 def test_ddp_two_processes_match_single_process(tmp_path):
     """2 gloo processes with batch 2 each == one process with batch 4 (no BatchNorm, plain SGD:
     see tests/test_feedforward.py for why)."""

@@ -113,6 +113,29 @@ def read_image(spec: str, what: str = "image", channels: int = 3):
 def add_device_option(p) -> None:
     p.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available, else cpu)")
 
+def add_loss_weight_options(p, vgg_help: str, vgg_metavar: str = "FILE") -> None:
+    """``--vgg-weights`` and ``--lpips-weights``: the weight files of the factory's losses (see
+    :func:`loss_weights`), for the commands whose ``--loss`` (or loss list) accepts lpips."""
+    p.add_argument("--vgg-weights", metavar=vgg_metavar, help=vgg_help)
+    p.add_argument("--lpips-weights", metavar="FILE",
+                   help="the lpips package's lin file (lpips/weights/v0.1/vgg.pth) for the lpips loss, whose "
+                        "VGG16 backbone comes from --vgg-weights (default: unit lin weights)")
+
+
+def loss_weights(args, losses: Iterable[str]) -> dict:
+    """``vgg_weights`` and ``lpips_weights`` for the loss factory from :func:`add_loss_weight_options`'
+    flags; ``losses``: the loss names the run uses. ``--lpips-weights`` without the lpips loss, or
+    naming no file, is a user error."""
+    losses = list(losses)
+    if args.lpips_weights is not None:
+        if "lpips" not in losses:
+            uses = ", ".join(losses) or "no loss of the library"
+            raise UserError(f"--lpips-weights is for the lpips loss; this run uses {uses}")
+        if not os.path.isfile(args.lpips_weights):
+            raise UserError(f"--lpips-weights: no such file {args.lpips_weights}")
+    return {"vgg_weights": args.vgg_weights, "lpips_weights": args.lpips_weights}
+
+
 def add_run_options(p, out_dir: str, seed_covers: str = "data order and crops") -> None:
     """The options every trainer command shares: where the run goes, resume/overwrite, data loader
     processes, sample and checkpoint periods, the seed and the device."""

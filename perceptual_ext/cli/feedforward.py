@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 
-from ._common import (UserError, add_command, add_device_option, add_run_options, check_outputs, device, existing_dir,
-                      io_pairs, positive, user_errors)
+from ._common import (UserError, add_command, add_device_option, add_loss_weight_options, add_run_options,
+                      check_outputs, device, existing_dir, io_pairs, loss_weights, positive, user_errors)
 from .optimize import add_stylize_optimize_options, run_stylize_optimize
 
 
@@ -14,16 +14,17 @@ def _add_training_options(p, *, steps: int, batch_size: int, image_size: int, ou
     p.add_argument("--image-size", type=int, default=image_size, help="training crop side (default %(default)s)")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default %(default)s)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="Adam (default) or plain SGD")
-    p.add_argument("--vgg-weights", metavar="FILE", help="torchvision VGG16 state dict for the vgg/gram losses")
+    add_loss_weight_options(p, "torchvision VGG16 state dict for the vgg/gram losses (and lpips' backbone)")
     p.add_argument("--upsample", choices=("deconv", "pixelshuffle", "nearest"), default="deconv",
                    help="upsampling stages: fractional-stride conv (paper), sub-pixel conv or resize-conv")
     add_run_options(p, out_dir)
 
 
-def _training_kwargs(args) -> dict:
-    """The keyword arguments of train_style / train_sr from _add_training_options' flags (and --norm)."""
+def _training_kwargs(args, losses) -> dict:
+    """The keyword arguments of train_style / train_sr from _add_training_options' flags (and --norm);
+    ``losses``: the names of the losses the run uses."""
     return dict(out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
-                lr=args.lr, optimizer=args.optimizer, vgg_weights=args.vgg_weights, norm=args.norm,
+                lr=args.lr, optimizer=args.optimizer, **loss_weights(args, losses), norm=args.norm,
                 upsample=args.upsample, seed=args.seed,
                 device=args.device, num_workers=args.workers, sample_every=args.sample_every,
                 checkpoint_every=args.checkpoint_every, resume=args.resume, overwrite=args.overwrite)
@@ -77,7 +78,7 @@ def _run_train_style(args) -> int:
     return _report_training(
         train_style, args.style, args.content, style_loss=args.style_loss, content_loss=args.content_loss,
         style_weight=args.style_weight, content_weight=args.content_weight, tv_weight=args.tv_weight,
-        **_training_kwargs(args))
+        **_training_kwargs(args, (args.style_loss, args.content_loss)))
 
 
 def _add_train_sr(sub) -> None:
@@ -111,7 +112,7 @@ def _run_train_sr(args) -> int:
 
     existing_dir(args.images, "image")
     return _report_training(train_sr, args.images, args.scale, args.loss, model=args.model, residual=args.residual,
-        **_training_kwargs(args))
+        **_training_kwargs(args, (args.loss,)))
 
 
 def _apply_model(args, task: str) -> int:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from ._common import (UserError, add_command, add_device_option, add_run_options, check_outputs, device, existing_dir,
-                      positive, user_errors)
+from ._common import (UserError, add_command, add_device_option, add_loss_weight_options, add_run_options,
+                      check_outputs, device, existing_dir, loss_weights, positive, user_errors)
 
 
 def _add_gan_options(p, *, out_dir: str, gan_mode: str, norm: str) -> None:
@@ -30,7 +30,7 @@ def _add_gan_options(p, *, out_dir: str, gan_mode: str, norm: str) -> None:
     p.add_argument("--extra-loss", action="append", metavar="NAME:WEIGHT",
                    help="add a loss of the library to G's objective, e.g. vgg:1.0 (repeatable); names: "
                         + ", ".join(LOSSES))
-    p.add_argument("--vgg-weights", metavar="FILE", help="torchvision VGG16 state dict for the vgg/gram losses")
+    add_loss_weight_options(p, "torchvision VGG16 state dict for the vgg/gram losses (and lpips' backbone)")
     p.add_argument("--ngf", type=int, default=64, help="generator filters (default %(default)s)")
     p.add_argument("--ndf", type=int, default=64, help="discriminator filters (default %(default)s)")
     p.add_argument("--n-layers-d", type=int, default=3, help="PatchGAN stride-2 layers: 3 = 70x70 (default)")
@@ -43,11 +43,12 @@ def _common_kwargs(args) -> dict:
     positive(args.batch_size, "--batch-size")
     positive(args.crop_size, "--crop-size")
     positive(args.load_size, "--load-size", minimum=0)
+    extra_names = [spec.partition(":")[0] for spec in args.extra_loss or []]
     return dict(builtin=args.builtin, out_dir=args.out_dir, steps=args.steps, decay_steps=args.decay_steps,
                 batch_size=args.batch_size, load_size=args.load_size or None, crop_size=args.crop_size,
                 flip=not args.no_flip, lr=args.lr, optimizer=args.optimizer, gan_mode=args.gan_mode,
-                extra_loss=args.extra_loss,
-                vgg_weights=args.vgg_weights, ngf=args.ngf, ndf=args.ndf, n_layers_d=args.n_layers_d, norm=args.norm,
+                extra_loss=args.extra_loss, **loss_weights(args, extra_names),
+                ngf=args.ngf, ndf=args.ndf, n_layers_d=args.n_layers_d, norm=args.norm,
                 seed=args.seed, device=device(args.device), num_workers=args.workers, sample_every=args.sample_every,
                 checkpoint_every=args.checkpoint_every, resume=args.resume, overwrite=args.overwrite)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from ._common import UserError, add_command, add_device_option, check_outputs, device, positive, read_image, user_errors
+from ._common import (UserError, add_command, add_device_option, add_loss_weight_options, check_outputs, device,
+                      loss_weights, positive, read_image, user_errors)
 
 
 def _loss_names() -> tuple:
@@ -17,8 +18,8 @@ def _loss_names() -> tuple:
 def _common_options(p, steps: int, lr_help: str, lr_default) -> None:
     p.add_argument("--steps", type=int, default=steps, help=f"optimizer steps (default {steps})")
     p.add_argument("--lr", type=float, default=lr_default, help=lr_help)
-    p.add_argument("--vgg-weights", metavar="PTH", help="torchvision-layout VGG16 state dict for vgg/gram "
-                   "losses (default: a random VGG16 seeded by --seed)")
+    add_loss_weight_options(p, "torchvision-layout VGG16 state dict for vgg/gram losses and lpips' backbone "
+                               "(default: a random VGG16 seeded by --seed)", vgg_metavar="PTH")
     p.add_argument("--seed", type=int, default=0, help="seed of the random filters, init and optimization (default 0)")
     add_device_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -58,7 +59,9 @@ def _run_synthesize(args) -> int:
     dev = device(args.device)
     texture = read_image(args.texture, "TEXTURE")
     with user_errors(f"loss {args.loss}"):
-        loss = texture_loss(args.loss, args.size, args.window, vgg_weights=args.vgg_weights, seed=args.seed)
+        weights = loss_weights(args, [args.loss])
+        loss = texture_loss(args.loss, args.size, args.window, vgg_weights=weights.pop("vgg_weights"), seed=args.seed,
+                            loss_kwargs=weights)
     lr = args.lr if args.lr is not None else (0.02 if args.optimizer == "adam" else 1.0)
     start = time.perf_counter()
     with user_errors("synthesize"):
@@ -159,6 +162,7 @@ def _save_gim(result, args, dev) -> int:
     settings = {"image": args.image, "losses": list(result.images), "crop_size": args.crop_size,
                 "num_crops": args.num_crops, "shift": args.shift, "steps": args.steps, "lr": args.lr,
                 "seed": args.seed, "device": str(dev), "vgg_weights": args.vgg_weights,
+                "lpips_weights": args.lpips_weights,
                 "swd_nhoods_per_image": args.swd_nhoods}
     write_json({**settings, **result.record()}, os.path.join(args.out_dir, "gim.json"), overwrite=args.overwrite)
     return len(pictures) + 1
@@ -187,10 +191,10 @@ def _run_gim(args) -> int:
     check_outputs(outputs, args.overwrite)
     dev = device(args.device)
     image = read_image(args.image, "IMAGE")
-    losses = {}
+    losses, weights = {}, loss_weights(args, names)
     for name in names:
         with user_errors(f"loss {name}"):
-            losses[name] = make_loss(name, vgg_weights=args.vgg_weights, seed=args.seed)
+            losses[name] = make_loss(name, seed=args.seed, **weights)
     with user_errors("gim"):
         result = gim_experiment(image.to(dev), losses=losses, num_crops=args.num_crops, shift=args.shift,
                                 crop_size=args.crop_size, image_size=args.image_size, steps=args.steps, lr=args.lr,

@@ -91,7 +91,8 @@ def train_cyclegan(data_dir_a: Optional[str] = None, data_dir_b: Optional[str] =
                    batch_size: int = 1, load_size: Optional[int] = 286, crop_size: int = 256, flip: bool = True,
                    lr: float = 2e-4, lambda_cycle: float = 10.0, lambda_identity: float = 0.5,
                    gan_mode: str = "lsgan", gp_weight: float = 10.0, pool_size: int = 50, extra_loss=None,
-                   vgg_weights: Optional[str] = None, ngf: int = 64, ndf: int = 64, n_blocks: int = 9,
+                   vgg_weights: Optional[str] = None, lpips_weights: Optional[str] = None, ngf: int = 64,
+                   ndf: int = 64, n_blocks: int = 9,
                    n_layers_d: int = 3, norm: str = "instance", seed: int = 0, device: Optional[str] = None,
                    num_workers: int = 0, sample_every: int = 500, checkpoint_every: int = 500,
                    resume: Optional[str] = None, overwrite: bool = False, progress: bool = True,
@@ -138,7 +139,8 @@ def train_cyclegan(data_dir_a: Optional[str] = None, data_dir_b: Optional[str] =
             "D_B": PatchDiscriminator(3, ndf=ndf, n_layers=n_layers_d, norm=norm)}
     dataset = UnpairedImages(data_dir_a, data_dir_b, load_size=load_size, crop_size=crop_size, flip=flip, seed=seed,
                              builtin=builtin)
-    extra = nn.ModuleList([build_loss(n, vgg_weights=vgg_weights, seed=seed) for n, _ in extras])
+    extra = nn.ModuleList([build_loss(n, vgg_weights=vgg_weights, lpips_weights=lpips_weights, seed=seed)
+                           for n, _ in extras])
     pools = {"A": ImagePool(pool_size, seed=seed), "B": ImagePool(pool_size, seed=seed + 1)}
     run = _Run(task="cyclegan", nets=nets, groups={"G": ["G_A", "G_B"], "D": ["D_A", "D_B"]}, lr=lr, pools=pools,
                extra=extra, config=config, steps=steps, decay_steps=decay_steps, optimizer=optimizer)

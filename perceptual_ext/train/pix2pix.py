@@ -66,7 +66,8 @@ def train_pix2pix(data_dir: Optional[str] = None, data_dir_b: Optional[str] = No
                   decay_steps: Optional[int] = None, batch_size: int = 1, load_size: Optional[int] = 286,
                   crop_size: int = 256, flip: bool = True, lr: float = 2e-4, lambda_l1: float = 100.0,
                   gan_mode: str = "vanilla", gp_weight: float = 10.0, extra_loss=None,
-                  vgg_weights: Optional[str] = None, ngf: int = 64, ndf: int = 64, num_downs: Optional[int] = None,
+                  vgg_weights: Optional[str] = None, lpips_weights: Optional[str] = None, ngf: int = 64,
+                  ndf: int = 64, num_downs: Optional[int] = None,
                   n_layers_d: int = 3, norm: str = "batch", dropout: bool = True, seed: int = 0,
                   device: Optional[str] = None, num_workers: int = 0, sample_every: int = 500,
                   checkpoint_every: int = 500, resume: Optional[str] = None, overwrite: bool = False,
@@ -90,7 +91,8 @@ def train_pix2pix(data_dir: Optional[str] = None, data_dir_b: Optional[str] = No
         gan_mode: ``"vanilla"`` (pix2pix), ``"lsgan"``, ``"hinge"`` or ``"wgangp"`` (adds the gradient
             penalty with weight ``gp_weight`` to D's loss).
         extra_loss: losses of :data:`~perceptual_ext.losses.factory.LOSSES` added to G's objective,
-            ``"vgg:1.0"`` or a list of ``NAME:WEIGHT`` (``vgg_weights``: a VGG16 file for vgg/gram).
+            ``"vgg:1.0"`` or a list of ``NAME:WEIGHT`` (``vgg_weights``: a VGG16 file for vgg/gram;
+            ``lpips_weights``: lpips's lin file for lpips).
         ngf, ndf, num_downs, n_layers_d, norm, dropout: the networks' options; ``num_downs``
             defaults to ``log2(crop_size)`` (8 for 256², the U-Net's 1×1 bottleneck).
         seed: initialisation, data order and jitter, extra losses' random features.
@@ -130,7 +132,8 @@ def train_pix2pix(data_dir: Optional[str] = None, data_dir_b: Optional[str] = No
     D = PatchDiscriminator(6, ndf=ndf, n_layers=n_layers_d, norm=norm)
     dataset = PairedImages(data_dir, data_dir_b, load_size=load_size, crop_size=crop_size, flip=flip,
                            direction=direction, seed=seed, builtin=builtin)
-    extra = nn.ModuleList([build_loss(n, vgg_weights=vgg_weights, seed=seed) for n, _ in extras])
+    extra = nn.ModuleList([build_loss(n, vgg_weights=vgg_weights, lpips_weights=lpips_weights, seed=seed)
+                           for n, _ in extras])
     run = _Run(task="pix2pix", nets={"G": G, "D": D}, groups={"G": ["G"], "D": ["D"]}, lr=lr, pools={}, extra=extra,
                config=config, steps=steps, decay_steps=decay_steps, optimizer=optimizer)
     step = _Pix2PixStep(G, D, run, gan_mode, lambda_l1, [w for _, w in extras], gp_weight)

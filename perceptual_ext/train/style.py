@@ -31,7 +31,8 @@ def train_style(style_image: Union[str, Tensor], content_dir: Optional[str] = No
                 style_loss: str = "gram", content_loss: str = "vgg", style_weight: float = 5.0,
                 content_weight: float = 1.0, tv_weight: float = 0.0, out_dir: str = "runs/style",
                 steps: int = 2000, batch_size: int = 4, image_size: int = 256, lr: float = 1e-3,
-                vgg_weights: Optional[str] = None, norm: str = "instance", upsample: str = "deconv",
+                vgg_weights: Optional[str] = None, lpips_weights: Optional[str] = None, norm: str = "instance",
+                upsample: str = "deconv",
                 channels: int = 32, num_residual: int = 5, samples: Sequence[str] = DEFAULT_SAMPLES,
                 seed: int = 0, device: Optional[str] = None, num_workers: int = 0, sample_every: int = 500,
                 checkpoint_every: int = 500, resume: Optional[str] = None, overwrite: bool = False,
@@ -46,7 +47,8 @@ def train_style(style_image: Union[str, Tensor], content_dir: Optional[str] = No
         style_image: path of the style image, a sample name (e.g. ``"brick"``) or a [3, H, W] tensor.
         content_dir: folder of content images; ``None`` uses scikit-image's samples.
         style_loss, content_loss: loss names of :data:`perceptual_ext.losses.factory.LOSSES`
-            (Johnson: ``"gram"`` and ``"vgg"``; pass ``vgg_weights`` for a trained VGG16).
+            (Johnson: ``"gram"`` and ``"vgg"``; pass ``vgg_weights`` for a trained VGG16, and
+            ``lpips_weights``, lpips's lin file, for the ``"lpips"`` loss).
         style_weight, content_weight: the λ's of the two terms; tv_weight: total variation
             (Johnson used 1e-6..1e-4 of the image scale; 0 turns it off).
         Other arguments: as :func:`train_sr` (network options are :class:`StyleTransformNet`'s).
@@ -64,8 +66,8 @@ def train_style(style_image: Union[str, Tensor], content_dir: Optional[str] = No
     net = StyleTransformNet(channels=channels, num_residual=num_residual, norm=norm, upsample=upsample)
     dataset = ImageCrops(content_dir, image_size, samples=samples, seed=seed)
     style = _style_tensor(style_image, image_size)
-    style_fn = build_loss(style_loss, vgg_weights=vgg_weights, seed=seed)
-    content_fn = build_loss(content_loss, vgg_weights=vgg_weights, seed=seed)
+    style_fn = build_loss(style_loss, vgg_weights=vgg_weights, lpips_weights=lpips_weights, seed=seed)
+    content_fn = build_loss(content_loss, vgg_weights=vgg_weights, lpips_weights=lpips_weights, seed=seed)
     terms = nn.ModuleList([style_fn, content_fn])
     tv_fn = None
     if tv_weight > 0:

@@ -26,6 +26,7 @@ SR_MODELS = ("johnson", "srcnn")
 def train_sr(image_dir: Optional[str] = None, scale: int = 4, loss: str = "mse", *, model: str = "johnson",
              out_dir: str = "runs/sr", steps: int = 1000, batch_size: int = 8, image_size: int = 96,
              lr: float = 1e-3, loss_kwargs: Optional[dict] = None, vgg_weights: Optional[str] = None,
+             lpips_weights: Optional[str] = None,
              norm: str = "batch", upsample: str = "deconv", channels: int = 64, num_residual: int = 4,
              residual: bool = False, samples: Sequence[str] = DEFAULT_SAMPLES, seed: int = 0,
              device: Optional[str] = None,
@@ -38,7 +39,8 @@ def train_sr(image_dir: Optional[str] = None, scale: int = 4, loss: str = "mse",
         image_dir: folder of training images; ``None`` uses scikit-image's samples (``samples``).
         scale: 4 or 8.
         loss: a loss name of :data:`perceptual_ext.losses.factory.LOSSES` (``"mse"``, ``"vgg"``, ``"mmd"``, ...),
-            applied as ``loss(sr, hr)``; ``loss_kwargs`` and ``vgg_weights`` go to ``build_loss``.
+            applied as ``loss(sr, hr)``; ``loss_kwargs``, ``vgg_weights`` and ``lpips_weights``
+            (lpips's lin file, for ``"lpips"``) go to ``build_loss``.
         model: ``"johnson"`` (:class:`SuperResolutionNet`) or ``"srcnn"`` (:class:`SRCNN`).
         out_dir: where ``checkpoint.pt`` and ``samples/step_*.png`` (rows: bicubic, model, HR) go.
         steps: total optimizer steps (a resumed run continues up to it).
@@ -74,7 +76,7 @@ def train_sr(image_dir: Optional[str] = None, scale: int = 4, loss: str = "mse",
                               residual=residual)
            if model == "johnson" else SRCNN(scale))
     dataset = ImageCrops(image_dir, image_size, samples=samples, seed=seed, scale=scale)
-    loss_fn = build_loss(loss, vgg_weights=vgg_weights, seed=seed, **(loss_kwargs or {}))
+    loss_fn = build_loss(loss, vgg_weights=vgg_weights, lpips_weights=lpips_weights, seed=seed, **(loss_kwargs or {}))
 
     def objective(m, batch):
         return loss_fn(m(batch["lr"]), batch["image"])
