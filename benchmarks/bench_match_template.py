@@ -72,40 +72,45 @@ def workload(impl: str, batch: int, templates: int, side: int, templ_side: int, 
     return run
 
 
-def _record_match(benchmark, group, impl, device, axis, **shape):
+CPU_LIBRARIES = ("opencv", "opencv_loop", "skimage")
+ONE_PAIR_IMPLS = ["fused", "opencv", "skimage", "composition"]  # one image, one template
+BATCHED_IMPLS = ["fused", "opencv_loop", "composition"]
+
+
+def each_impl_and_device(impls):
+    """Parametrize a case over ``impls`` and every device (the CPU libraries are skipped on CUDA)."""
+    def wrap(test):
+        return pytest.mark.parametrize("impl", impls)(pytest.mark.parametrize("device", DEVICES)(test))
+
+    return wrap
+
+
+def _record_match(benchmark, impl, device, axis, batch, templates, side, templ_side):
+    if device == "cuda" and impl in CPU_LIBRARIES:
+        pytest.skip("CPU library")
+    pairs = f"N{batch}×K{templates} " if batch * templates > 1 else ""
     # Many rounds for the short calls (this machine is noisy): the round budget picks them.
-    record(benchmark, group, impl, workload, budget_s=0.5, max_rounds=100,
+    record(benchmark, f"match ncc {device} {pairs}{side}²·{templ_side}²", impl, workload, budget_s=0.5,
+           max_rounds=100,
            anchor=impl in ("opencv", "opencv_loop"),  # the report compares every match group with OpenCV
            memory=impl in ("fused", "composition"),  # torch tensors; OpenCV/skimage allocate outside torch
-           axis=axis, device=device, **shape)
+           axis=axis, device=device, batch=batch, templates=templates, side=side, templ_side=templ_side)
 
 
-@pytest.mark.parametrize("impl", ["fused", "opencv", "skimage", "composition"])
-@pytest.mark.parametrize("device", DEVICES)
+@each_impl_and_device(ONE_PAIR_IMPLS)
 @pytest.mark.parametrize("templ_side", TEMPLATE_SIDES, ids=lambda t: f"t{t}")
 def test_match_template_side(benchmark, impl, templ_side, device):
-    if device == "cuda" and impl in ("opencv", "skimage"):
-        pytest.skip("CPU library")
-    _record_match(benchmark, f"match ncc {device} 512²·{templ_side}²", impl, device, ("template side", templ_side),
-                  batch=1, templates=1, side=512, templ_side=templ_side)
+    _record_match(benchmark, impl, device, ("template side", templ_side), 1, 1, side=512, templ_side=templ_side)
 
 
-@pytest.mark.parametrize("impl", ["fused", "opencv", "skimage", "composition"])
-@pytest.mark.parametrize("device", DEVICES)
+@each_impl_and_device(ONE_PAIR_IMPLS)
 @pytest.mark.parametrize("side", IMAGE_SIDES, ids=lambda s: f"{s}sq")
 def test_match_image_side(benchmark, impl, side, device):
-    if device == "cuda" and impl in ("opencv", "skimage"):
-        pytest.skip("CPU library")
-    _record_match(benchmark, f"match ncc {device} {side}²·16²", impl, device, ("image side", side), batch=1,
-                  templates=1, side=side, templ_side=16)
+    _record_match(benchmark, impl, device, ("image side", side), 1, 1, side=side, templ_side=16)
 
 
-@pytest.mark.parametrize("impl", ["fused", "opencv_loop", "composition"])
-@pytest.mark.parametrize("device", DEVICES)
+@each_impl_and_device(BATCHED_IMPLS)
 @pytest.mark.parametrize("case", BATCHES, ids=lambda c: f"N{c[0]}-K{c[1]}")
 def test_match_batched(benchmark, impl, case, device):
     n, k = case
-    if device == "cuda" and impl == "opencv_loop":
-        pytest.skip("CPU library")
-    _record_match(benchmark, f"match ncc {device} N{n}×K{k} 256²·16²", impl, device, ("N·K pairs", n * k), batch=n,
-                  templates=k, side=256, templ_side=16)
+    _record_match(benchmark, impl, device, ("N·K pairs", n * k), n, k, side=256, templ_side=16)

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _helpers import ddp_and_single_checkpoints
 from torch.nn import functional as F
 
 from perceptual_ext.data import lab_to_rgb, rgb_to_lab, sample_image
@@ -378,13 +379,7 @@ def test_cli_train_and_colorize(tmp_path, capsys):
 def test_ddp_two_processes_match_single_process(tmp_path):
     """2 gloo processes with batch 2 each == one process with batch 4 (no BatchNorm, plain SGD:
     see tests/test_feedforward.py for why)."""
-    import socket
-    import subprocess
-    import sys
-
-    from perceptual_ext import cli
     from perceptual_ext.data import save_image
-    from perceptual_ext.train import load_checkpoint
 
     images = tmp_path / "images"
     images.mkdir()
@@ -393,21 +388,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     args = ["train-colorize", "--images", str(images), "--steps", "2", "--image-size", "16", "--widths", "4", "8", "8",
             "--dilated", "1", "--norm", "none", "--workers", "0", "--sample-every", "0", "--device", "cpu",
             "--optimizer", "sgd", "--lr", "0.05"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "perceptual_ext.cli",
-           *args, "--batch-size", "2", "--out-dir", str(tmp_path / "ddp")]
-    out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=240)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert cli.main(args + ["--batch-size", "4", "--out-dir", str(tmp_path / "single")]) == 0
-    ddp = load_checkpoint(str(tmp_path / "ddp" / "checkpoint.pt"))
-    single = load_checkpoint(str(tmp_path / "single" / "checkpoint.pt"))
-    assert ddp["global_batch"] == single["global_batch"] == 4
+    ddp, single = ddp_and_single_checkpoints(args, tmp_path, batch_per_process=2)
     np.testing.assert_allclose(ddp["history"], single["history"], rtol=1e-4)
     for key, value in single["state_dict"].items():
         torch.testing.assert_close(ddp["state_dict"][key], value, atol=2e-5, rtol=1e-4, msg=key)

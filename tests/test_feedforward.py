@@ -2,14 +2,12 @@
 import glob
 import json
 import os
-import socket
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from _helpers import ddp_and_single_checkpoints
 
 from perceptual_ext import cli
 from perceptual_ext.data import ImageCrops, StepSampler, load_image, sample_image, save_image, upsample_bicubic
@@ -17,7 +15,6 @@ from perceptual_ext.models import SRCNN, StyleTransformNet, SuperResolutionNet
 from perceptual_ext.train import load_checkpoint, load_transform_net, train_sr, train_style
 from perceptual_ext.train import checkpoint as train_checkpoint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SR = dict(channels=8, num_residual=1, image_size=32, batch_size=2, sample_every=0, checkpoint_every=0,
                progress=False, device="cpu")
 
@@ -269,12 +266,6 @@ def test_loss_generator_state_round_trip():
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1]) and first[2] == second[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_processes_match_single_process(tmp_path, image_dir):
     """2 gloo processes with batch 2 each == one process with batch 4 over the same samples.
 
@@ -286,17 +277,7 @@ def test_ddp_two_processes_match_single_process(tmp_path, image_dir):
     args = ["train-sr", "--images", image_dir, "--scale", "4", "--loss", "mse", "--norm", "none", "--steps", "2",
             "--image-size", "16", "--workers", "0", "--sample-every", "0", "--device", "cpu",
             "--optimizer", "sgd", "--lr", "0.05"]
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "perceptual_ext.cli",
-           *args, "--batch-size", "2", "--out-dir", str(tmp_path / "ddp")]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert cli.main(args + ["--batch-size", "4", "--out-dir", str(tmp_path / "single")]) == 0
-    ddp, single = load_checkpoint(str(tmp_path / "ddp" / "checkpoint.pt")), load_checkpoint(
-        str(tmp_path / "single" / "checkpoint.pt"))
-    assert ddp["global_batch"] == single["global_batch"] == 4
+    ddp, single = ddp_and_single_checkpoints(args, tmp_path, batch_per_process=2)
     np.testing.assert_allclose(ddp["history"], single["history"], rtol=1e-4)
     for key, value in single["state_dict"].items():
         torch.testing.assert_close(ddp["state_dict"][key], value, atol=2e-5, rtol=1e-4, msg=key)

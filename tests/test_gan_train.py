@@ -1,13 +1,11 @@
 """pix2pix and CycleGAN trainers and their commands: learning, exact resume, DDP, CLI, bad input."""
 import os
 import shutil
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from _helpers import ddp_and_single_checkpoints
 
 from perceptual_ext import cli
 from perceptual_ext.data import PairedImages, load_image, write_sample_pairs
@@ -15,7 +13,6 @@ from perceptual_ext.train import load_checkpoint, load_gan_generator, train_cycl
 from perceptual_ext.models import UNetGenerator
 from perceptual_ext.train import gan as train_gan
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(crop_size=32, load_size=36, ngf=4, ndf=4, builtin="grey", sample_every=0, checkpoint_every=0,
             progress=False, device="cpu")
 TINY_CYCLE = dict(TINY, n_blocks=1, pool_size=2)
@@ -161,29 +158,13 @@ def test_trainer_bad_input(tmp_path, pairs_dir):
 
 # --------------------------------------------------------------------------- DDP
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_processes_match_single_process(tmp_path, pairs_dir):
     """2 gloo processes with batch 1 each == one process with batch 2 (plain SGD, no norm, no dropout:
     see tests/test_feedforward.py for why SGD; dropout masks and batch statistics are per process)."""
     args = ["train-pix2pix", str(pairs_dir / "A"), "--b-dir", str(pairs_dir / "B"), "--steps", "2",
             "--crop-size", "32", "--load-size", "36", "--ngf", "4", "--ndf", "4", "--norm", "none", "--no-dropout",
             "--optimizer", "sgd", "--lr", "0.05", "--workers", "0", "--sample-every", "0", "--device", "cpu"]
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "perceptual_ext.cli",
-           *args, "--batch-size", "1", "--out-dir", str(tmp_path / "ddp")]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert cli.main(args + ["--batch-size", "2", "--out-dir", str(tmp_path / "single")]) == 0
-    ddp = load_checkpoint(str(tmp_path / "ddp" / "checkpoint.pt"))
-    single = load_checkpoint(str(tmp_path / "single" / "checkpoint.pt"))
-    assert ddp["global_batch"] == single["global_batch"] == 2
+    ddp, single = ddp_and_single_checkpoints(args, tmp_path, batch_per_process=1, OMP_NUM_THREADS="1")
     for key in ("loss_D", "loss_G", "loss_G_L1"):
         np.testing.assert_allclose(ddp["history"][key], single["history"][key], rtol=1e-4, err_msg=key)
     for name in ("G", "D"):

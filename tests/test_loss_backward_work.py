@@ -51,6 +51,17 @@ def grads_of(loss, *tensors):
     return torch.autograd.grad(loss, tensors)
 
 
+def backward_like(value, expected, *inputs, rtol=1e-6, atol=1e-10):
+    """``value`` (ours) equals ``expected`` (the plain reference), and ``value.sum().backward()`` gives
+    each of ``inputs`` the reference's gradient. Returns the log of the ops that backward ran."""
+    torch.testing.assert_close(value, expected, rtol=rtol, atol=atol)
+    reference_grads = grads_of(expected.sum(), *inputs)
+    log = backward_log(value.sum())
+    for tensor, grad in zip(inputs, reference_grads):
+        torch.testing.assert_close(tensor.grad, grad, rtol=rtol, atol=atol)
+    return log
+
+
 # patch MMD and MMD++ ------------------------------------------------------------------------
 
 def mmd_reference(x, y, loss_fn):
@@ -82,12 +93,7 @@ def test_patch_mmd_target_without_grad_costs_no_backward(device, which):
     loss_fn, reference = mmd_losses(device)[which]
     loss_fn = loss_fn.to(device)
     x, y = images(device)
-    value = loss_fn(x, y)
-    expected = reference(x, y, loss_fn)
-    torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-10)
-    (gx_expected,) = grads_of(expected.sum(), x)
-    log = backward_log(value.sum())
-    torch.testing.assert_close(x.grad, gx_expected, rtol=1e-6, atol=1e-10)
+    log = backward_like(loss_fn(x, y), reference(x, y, loss_fn), x)
     assert y.grad is None
     calls = log.named("rff_patch_features_backward")
     # One backward call, on the input's batch only (one call on cat([x, y]) would run it on 2N).
@@ -100,11 +106,9 @@ def test_patch_mmd_target_with_grad_gets_its_gradient(device, which):
     loss_fn = loss_fn.to(device)
     x, y = images(device)
     y.requires_grad_(True)
-    gx, gy = grads_of(reference(x, y, loss_fn).sum(), x, y)
-    log = backward_log(loss_fn(x, y).sum())
-    torch.testing.assert_close(x.grad, gx, rtol=1e-6, atol=1e-10)
-    torch.testing.assert_close(y.grad, gy, rtol=1e-6, atol=1e-10)
+    log = backward_like(loss_fn(x, y), reference(x, y, loss_fn), x, y)
     assert len(log.named("rff_patch_features_backward")) == 2
+    (gy,) = grads_of(reference(x, y, loss_fn).sum(), y)
     # Only the target requires grad: the input gets none, and one backward call runs.
     x2, y2 = x.detach(), y.detach().requires_grad_(True)
     log = backward_log(loss_fn(x2, y2).sum())
@@ -127,21 +131,15 @@ def test_scnn_loss_target_without_grad_costs_no_backward(device):
     log = OpLog()
     with log:
         value = loss_fn(x, y)
-    torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-10)
     # The op keeps its ReLU masks for backward only for the input (last argument: save_masks).
     forwards = log.named("scnn_features")
     assert [call[2][-1] for call in forwards] == [True, False]
-    (gx,) = grads_of(expected.sum(), x)
-    log = backward_log(value.sum())
-    torch.testing.assert_close(x.grad, gx, rtol=1e-6, atol=1e-10)
+    log = backward_like(value, expected, x)
     assert y.grad is None and len(log.named("scnn_features_backward")) == 1
 
     y.requires_grad_(True)
     x.grad = None
-    gx, gy = grads_of((ref(x) - ref(y)).square().mean(dim=(1, 2, 3)).sum(), x, y)
-    log = backward_log(loss_fn(x, y).sum())
-    torch.testing.assert_close(y.grad, gy, rtol=1e-6, atol=1e-10)
-    torch.testing.assert_close(x.grad, gx, rtol=1e-6, atol=1e-10)
+    log = backward_like(loss_fn(x, y), (ref(x) - ref(y)).square().mean(dim=(1, 2, 3)), x, y)
     assert len(log.named("scnn_features_backward")) == 2
 
 
@@ -175,12 +173,7 @@ def perceptual():
 def test_perceptual_target_without_grad_costs_no_backward(perceptual):
     loss_fn, net = perceptual
     x, y = images("cpu", size=16)
-    expected = perceptual_reference(x, y, loss_fn, net)
-    value = loss_fn(x, y)
-    torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-10)
-    (gx,) = grads_of(expected.sum(), x)
-    log = backward_log(value.sum())
-    torch.testing.assert_close(x.grad, gx, rtol=1e-6, atol=1e-10)
+    log = backward_like(loss_fn(x, y), perceptual_reference(x, y, loss_fn, net), x)
     assert y.grad is None
     convs = log.named("convolution_backward")
     # Four convolutions up to relu2_2, each differentiated once, w.r.t. its input only (frozen weights).
@@ -190,10 +183,7 @@ def test_perceptual_target_without_grad_costs_no_backward(perceptual):
 
     y.requires_grad_(True)
     x.grad = None
-    gx, gy = grads_of(perceptual_reference(x, y, loss_fn, net).sum(), x, y)
-    log = backward_log(loss_fn(x, y).sum())
-    torch.testing.assert_close(x.grad, gx, rtol=1e-6, atol=1e-10)
-    torch.testing.assert_close(y.grad, gy, rtol=1e-6, atol=1e-10)
+    log = backward_like(loss_fn(x, y), perceptual_reference(x, y, loss_fn, net), x, y)
     assert len(log.named("convolution_backward")) == 8 and len(log.named("gram_backward")) == 4
 
 
@@ -207,11 +197,7 @@ def test_style_loss_differentiates_only_features_that_require_grad():
              torch.rand(2, 16, 6, 6, generator=gen, dtype=torch.float64)]
     loss_fn = StyleLoss(style, layer_weights=[1.0, 0.5], reduction="sum")
     expected = sum(w * (plain_gram(f) - plain_gram(s)).square().sum() for f, s, w in zip(feats, style, [1.0, 0.5]))
-    value = loss_fn(feats)
-    torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-10)
-    (g0,) = grads_of(expected, feats[0])
-    log = backward_log(value)
-    torch.testing.assert_close(feats[0].grad, g0, rtol=1e-6, atol=1e-10)
+    log = backward_like(loss_fn(feats), expected, feats[0])
     assert feats[1].grad is None and all(s.grad is None for s in style)
     calls = log.named("gram_backward")
     assert len(calls) == 1 and calls[0][1][1] == (2, 8, 144)
@@ -231,18 +217,10 @@ def test_ncc_target_without_grad_costs_no_backward(device, target_batch):
     x, y = images(device, size=10)
     y = y[:target_batch]
     loss_fn = NCCLoss(reduction="none")
-    expected = ncc_reference(x, y.expand_as(x))
-    value = loss_fn(x, y)
-    torch.testing.assert_close(value, expected, rtol=1e-8, atol=1e-12)
-    (gx,) = grads_of(expected.sum(), x)
-    log = backward_log(value.sum())
-    torch.testing.assert_close(x.grad, gx, rtol=1e-8, atol=1e-12)
+    log = backward_like(loss_fn(x, y), ncc_reference(x, y.expand_as(x)), x, rtol=1e-8, atol=1e-12)
     assert y.grad is None
     without = len(log.calls)
     y = y.detach().requires_grad_(True)
     x.grad = None
-    gx, gy = grads_of(ncc_reference(x, y.expand_as(x)).sum(), x, y)
-    log = backward_log(loss_fn(x, y).sum())
-    torch.testing.assert_close(x.grad, gx, rtol=1e-8, atol=1e-12)
-    torch.testing.assert_close(y.grad, gy, rtol=1e-8, atol=1e-12)
+    log = backward_like(loss_fn(x, y), ncc_reference(x, y.expand_as(x)), x, y, rtol=1e-8, atol=1e-12)
     assert len(log.calls) > without  # the target's side of the graph exists only when asked for

@@ -54,6 +54,16 @@ def reference(image, templ, method, flat_tol=1e-12):
     return out.view(n, k, hh - h + 1, ww - w + 1)
 
 
+def assert_grads_match_reference(image, templ, method, weight):
+    """The op's gradients of <scores, weight> w.r.t. image and templ equal the reference's autograd."""
+    (match_template(image, templ, method) * weight).sum().backward()
+    ours = image.grad.clone(), templ.grad.clone()
+    image.grad = templ.grad = None
+    (reference(image, templ, method) * weight).sum().backward()
+    for got, expected in zip(ours, (image.grad, templ.grad)):
+        torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
+
+
 def scale_of(ref, method):
     return 1.0 if method in NORMED else max(1.0, ref.abs().max().item())
 
@@ -168,12 +178,7 @@ def test_backward_rows_wider_than_a_block(device, method):
     image = torch.rand(2, 2, 9, 300, dtype=torch.float64, device=device, requires_grad=True)
     templ = torch.rand(3, 2, 4, 5, dtype=torch.float64, device=device, requires_grad=True)
     weight = torch.randn(2, 3, 6, 296, dtype=torch.float64, device=device)
-    (match_template(image, templ, method) * weight).sum().backward()
-    ours = image.grad.clone(), templ.grad.clone()
-    image.grad = templ.grad = None
-    (reference(image, templ, method) * weight).sum().backward()
-    for got, expected in zip(ours, (image.grad, templ.grad)):
-        torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
+    assert_grads_match_reference(image, templ, method, weight)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -181,12 +186,7 @@ def test_backward_fft_path_matches_reference_autograd(method):
     image = torch.rand(1, 2, 60, 64, dtype=torch.float64, requires_grad=True)
     templ = torch.rand(2, 2, 48, 50, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(1, 2, 13, 15, dtype=torch.float64)
-    (match_template(image, templ, method) * weight).sum().backward()
-    ours = image.grad.clone(), templ.grad.clone()
-    image.grad = templ.grad = None
-    (reference(image, templ, method) * weight).sum().backward()
-    for got, expected in zip(ours, (image.grad, templ.grad)):
-        torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
+    assert_grads_match_reference(image, templ, method, weight)
 
 
 @pytest.mark.parametrize("method", ["ncc", "ssd", "corr_normed"])

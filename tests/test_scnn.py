@@ -23,6 +23,15 @@ def reference(x, w0, b0, weights, biases, window, stride, patch_norm=False):
     return F.avg_pool2d(h, window, stride)
 
 
+def assert_backward_matches(x, params, window, stride, patch_norm, grad):
+    """The op's gradient of <out, grad> w.r.t. x equals the composition's (float64, to 1e-9 relative)."""
+    xa = x.clone().requires_grad_(True)
+    (scnn_features(xa, *params, window=window, stride=stride, patch_norm=patch_norm) * grad).sum().backward()
+    xb = x.clone().requires_grad_(True)
+    (reference(xb, *params, window, stride, patch_norm) * grad).sum().backward()
+    assert (xa.grad - xb.grad).abs().max() <= 1e-9 * xb.grad.abs().max()
+
+
 def make_weights(c_in, channels, depth, patch=3, dtype=torch.float64, device="cpu", bias=0.1):
     g = torch.Generator().manual_seed(1)
     w0 = torch.randn(channels, c_in, patch, patch, generator=g, dtype=dtype) * (2 / (c_in * patch * patch)) ** 0.5
@@ -66,12 +75,8 @@ def test_matches_composition_float32_several_tiles(device):
 def test_backward_matches_composition(device, patch_norm):
     x = torch.rand(2, 3, 48, 40, dtype=torch.float64, device=device)
     params = make_weights(3, 512, 2, device=device)
-    grad = torch.randn(2, 512, 5, 4, dtype=torch.float64, device=device)
-    xa = x.clone().requires_grad_(True)
-    (scnn_features(xa, *params, window=16, stride=8, patch_norm=patch_norm) * grad).sum().backward()
-    xb = x.clone().requires_grad_(True)
-    (reference(xb, *params, 16, 8, patch_norm) * grad).sum().backward()
-    assert (xa.grad - xb.grad).abs().max() <= 1e-9 * xb.grad.abs().max()
+    assert_backward_matches(x, params, 16, 8, patch_norm, torch.randn(2, 512, 5, 4, dtype=torch.float64,
+                                                                       device=device))
 
 
 @pytest.mark.parametrize("patch_norm", [False, True])
@@ -83,12 +88,7 @@ def test_wide_first_layer(device, patch_norm):
     out = scnn_features(x, *params, window=16, stride=8, patch_norm=patch_norm)
     ref = reference(x, *params, 16, 8, patch_norm)
     assert (out - ref).abs().max() <= 1e-9 * ref.abs().max()
-    grad = torch.randn_like(ref)
-    xa = x.clone().requires_grad_(True)
-    (scnn_features(xa, *params, window=16, stride=8, patch_norm=patch_norm) * grad).sum().backward()
-    xb = x.clone().requires_grad_(True)
-    (reference(xb, *params, 16, 8, patch_norm) * grad).sum().backward()
-    assert (xa.grad - xb.grad).abs().max() <= 1e-9 * xb.grad.abs().max()
+    assert_backward_matches(x, params, 16, 8, patch_norm, torch.randn_like(ref))
 
 
 @pytest.mark.parametrize("patch_norm", [False, True])

@@ -34,6 +34,20 @@ def random_weights(device, dtype=torch.float64):
     return w
 
 
+def assert_matches_reference(logits, ab, bins, weights, neighbors=5, sigma=5.0):
+    """The op's loss and its gradient w.r.t. ``logits`` (a leaf requiring grad) equal the reference's
+    (float64, to 1e-8); returns the loss."""
+    out = soft_encoded_cross_entropy(logits, ab, bins, weights, neighbors, sigma)
+    ref_logits = logits.detach().clone().requires_grad_(True)
+    ref = reference(ref_logits, ab, bins, weights, neighbors, sigma)
+    assert (out - ref).abs().max() <= 1e-8
+    g = torch.randn_like(out)
+    (out * g).sum().backward()
+    (ref * g).sum().backward()
+    assert (logits.grad - ref_logits.grad).abs().max() <= 1e-8
+    return out
+
+
 @pytest.mark.parametrize("with_weights", [False, True])
 @pytest.mark.parametrize("neighbors,sigma", [(5, 5.0), (10, 5.0), (1, 5.0), (32, 2.0)])
 def test_matches_composition_value_and_gradient(device, with_weights, neighbors, sigma):
@@ -41,15 +55,8 @@ def test_matches_composition_value_and_gradient(device, with_weights, neighbors,
     logits = (torch.randn(2, 313, 7, 9, dtype=torch.float64, device=device) * 3).requires_grad_(True)
     ab = random_ab(2, 7, 9, device)
     weights = random_weights(device) if with_weights else None
-    out = soft_encoded_cross_entropy(logits, ab, bins, weights, neighbors, sigma)
-    ref_logits = logits.detach().clone().requires_grad_(True)
-    ref = reference(ref_logits, ab, bins, weights, neighbors, sigma)
+    out = assert_matches_reference(logits, ab, bins, weights, neighbors, sigma)
     assert out.shape == (2, 7, 9) and out.dtype == torch.float64
-    assert (out - ref).abs().max() <= 1e-8
-    g = torch.randn_like(out)
-    (out * g).sum().backward()
-    (ref * g).sum().backward()
-    assert (logits.grad - ref_logits.grad).abs().max() <= 1e-8
 
 
 def test_far_outside_the_gamut_and_on_bin_centres(device):
@@ -143,15 +150,7 @@ def test_non_contiguous(device):
     for x in (base.to(memory_format=torch.channels_last), base.transpose(2, 3).contiguous().transpose(2, 3),
               torch.randn(2, 626, 6, 8, dtype=torch.float64, device=device)[:, ::2]):
         assert not x.is_contiguous()
-        x = x.requires_grad_(True)
-        out = soft_encoded_cross_entropy(x, ab, bins, weights)
-        ref_x = x.detach().clone().requires_grad_(True)
-        ref = reference(ref_x, ab, bins, weights, 5, 5.0)
-        assert (out - ref).abs().max() <= 1e-8
-        g = torch.randn_like(out)
-        (out * g).sum().backward()
-        (ref * g).sum().backward()
-        assert (x.grad - ref_x.grad).abs().max() <= 1e-8
+        assert_matches_reference(x.requires_grad_(True), ab, bins, weights)
 
 
 def test_non_finite_target_gives_nan_only_there(device):

@@ -113,6 +113,51 @@ def read_image(spec: str, what: str = "image", channels: int = 3):
 def add_device_option(p) -> None:
     p.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available, else cpu)")
 
+def add_schedule_options(p, *, steps: int, batch_size: int, lr: float, image_size: Optional[int] = None,
+                         items: str = "images", lr_help: str = "learning rate",
+                         optimizer_help: str = "Adam (default) or plain SGD") -> None:
+    """The trainers' step count, batch size (per process), crop side (where ``image_size`` is given),
+    learning rate and optimizer (checked by :func:`check_training_options`)."""
+    p.add_argument("--steps", type=int, default=steps, help="total training steps (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=batch_size,
+                   help=f"{items} per step and process (default %(default)s; global batch = processes x this)")
+    if image_size is not None:
+        p.add_argument("--image-size", type=int, default=image_size, help="training crop side (default %(default)s)")
+    p.add_argument("--lr", type=float, default=lr, help=f"{lr_help} (default %(default)s)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help=optimizer_help)
+
+
+def check_training_options(args) -> None:
+    """Before any work: the counts of :func:`add_schedule_options` at least 1, --workers at least 0,
+    and the device."""
+    device(args.device)
+    for flag in ("steps", "batch_size", "image_size"):
+        if hasattr(args, flag):
+            positive(getattr(args, flag), "--" + flag.replace("_", "-"))
+    positive(args.workers, "--workers", minimum=0)
+
+
+def report_checkpoint(result: dict, last: str = "") -> int:
+    """Print where a trainer wrote its checkpoint (``last``: the losses of the last step) and what
+    it skipped; exit code 0."""
+    if result["checkpoint"]:
+        print(f"checkpoint: {result['checkpoint']}  (step {result['steps']}{', ' + last if last else ''})")
+        if result["skipped_files"] or result["failed_loads"]:
+            print(f"skipped {result['skipped_files']} unreadable files, {result['failed_loads']} failed loads")
+    return 0
+
+
+def add_output_options(p, out_help: str = "output file, or folder when the input is a folder",
+                       out_metavar: Optional[str] = None, batch_size: bool = True) -> None:
+    """--out, --batch-size (where ``batch_size``), --device and --overwrite of the commands that
+    apply a trained network to image files."""
+    p.add_argument("--out", required=True, metavar=out_metavar, help=out_help)
+    if batch_size:
+        p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default %(default)s)")
+    add_device_option(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
 def add_loss_weight_options(p, vgg_help: str, vgg_metavar: str = "FILE") -> None:
     """``--vgg-weights`` and ``--lpips-weights``: the weight files of the factory's losses (see
     :func:`loss_weights`), for the commands whose ``--loss`` (or loss list) accepts lpips."""

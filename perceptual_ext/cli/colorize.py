@@ -2,19 +2,14 @@
 from __future__ import annotations
 
 
-from ._common import (UserError, add_command, add_device_option, add_run_options, check_outputs, device, existing_dir,
-                      io_pairs, positive, user_errors)
+from ._common import (UserError, add_command, add_output_options, add_run_options, add_schedule_options, check_outputs,
+                      check_training_options, device, existing_dir, io_pairs, report_checkpoint, user_errors)
 
 
 def _add_train_colorize(sub) -> None:
     p = add_command(sub, "train-colorize", _run_train_colorize, help="train a colorization network (Zhang et al. 2016)")
     p.add_argument("--images", metavar="DIR", help="folder of colour training images (default: scikit-image samples)")
-    p.add_argument("--steps", type=int, default=2000, help="total optimizer steps (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=16,
-                   help="crops per step and process (default %(default)s; global batch = processes x this)")
-    p.add_argument("--image-size", type=int, default=64, help="training crop side (default %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default %(default)s)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="Adam (default) or plain SGD")
+    add_schedule_options(p, steps=2000, batch_size=16, image_size=64, lr=1e-3, items="crops")
     p.add_argument("--widths", type=int, nargs=3, default=(32, 64, 128), metavar=("W1", "W2", "W3"),
                    help="channels of the 1/2, 1/4 and dilated stages (default 32 64 128)")
     p.add_argument("--dilated", type=int, default=2, help="dilated blocks (default %(default)s)")
@@ -42,10 +37,8 @@ def _run_train_colorize(args) -> int:
     from ..train import train_colorization
 
     existing_dir(args.images, "image")
+    check_training_options(args)
     dev = device(args.device)
-    for flag in ("steps", "batch_size", "image_size"):
-        positive(getattr(args, flag), "--" + flag.replace("_", "-"))
-    positive(args.workers, "--workers", minimum=0)
     with user_errors():
         result = train_colorization(
             args.images, out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size,
@@ -55,21 +48,16 @@ def _run_train_colorize(args) -> int:
             num_workers=args.workers,
             sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, resume=args.resume,
             overwrite=args.overwrite)
-    if result["checkpoint"]:
-        h = result["history"]
-        print(f"checkpoint: {result['checkpoint']}  (step {result['steps']}, last loss {h[-1]:.5g})" if h
-              else f"checkpoint: {result['checkpoint']}")
-    return 0
+    h = result["history"]
+    return report_checkpoint(result, f"last loss {h[-1]:.5g}" if h else "")
 
 
 def _add_colorize(sub) -> None:
     p = add_command(sub, "colorize", _run_colorize, help="colour grey images with a trained colorization network")
     p.add_argument("--model", metavar="CKPT", required=True, help="a train-colorize checkpoint")
     p.add_argument("input", metavar="IMAGE_OR_DIR")
-    p.add_argument("--out", required=True, help="output file, or folder when the input is a folder")
     p.add_argument("--temperature", type=float, default=0.38, help="annealed-mean temperature (default %(default)s)")
-    add_device_option(p)
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_output_options(p, batch_size=False)
 
 
 def _run_colorize(args) -> int:

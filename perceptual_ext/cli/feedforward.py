@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 
-from ._common import (UserError, add_command, add_device_option, add_loss_weight_options, add_run_options,
-                      check_outputs, device, existing_dir, io_pairs, loss_weights, positive, user_errors)
+from ._common import (UserError, add_command, add_device_option, add_loss_weight_options, add_output_options,
+                      add_run_options, add_schedule_options, check_outputs, check_training_options, device,
+                      existing_dir, io_pairs, loss_weights, positive, report_checkpoint, user_errors)
 from .optimize import add_stylize_optimize_options, run_stylize_optimize
 
 
 def _add_training_options(p, *, steps: int, batch_size: int, image_size: int, out_dir: str) -> None:
-    p.add_argument("--steps", type=int, default=steps, help="total optimizer steps (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=batch_size,
-                   help="images per step and process (default %(default)s; global batch = processes x this)")
-    p.add_argument("--image-size", type=int, default=image_size, help="training crop side (default %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default %(default)s)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="Adam (default) or plain SGD")
+    add_schedule_options(p, steps=steps, batch_size=batch_size, image_size=image_size, lr=1e-3)
     add_loss_weight_options(p, "torchvision VGG16 state dict for the vgg/gram losses (and lpips' backbone)")
     p.add_argument("--upsample", choices=("deconv", "pixelshuffle", "nearest"), default="deconv",
                    help="upsampling stages: fractional-stride conv (paper), sub-pixel conv or resize-conv")
@@ -21,8 +17,9 @@ def _add_training_options(p, *, steps: int, batch_size: int, image_size: int, ou
 
 
 def _training_kwargs(args, losses) -> dict:
-    """The keyword arguments of train_style / train_sr from _add_training_options' flags (and --norm);
-    ``losses``: the names of the losses the run uses."""
+    """The keyword arguments of train_style / train_sr from _add_training_options' flags (and --norm),
+    checked; ``losses``: the names of the losses the run uses."""
+    check_training_options(args)
     return dict(out_dir=args.out_dir, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
                 lr=args.lr, optimizer=args.optimizer, **loss_weights(args, losses), norm=args.norm,
                 upsample=args.upsample, seed=args.seed,
@@ -32,18 +29,10 @@ def _training_kwargs(args, losses) -> dict:
 
 def _report_training(fn, *args, **kwargs) -> int:
     """Run a trainer with the command's options and print where its checkpoint went."""
-    device(kwargs.get("device"))
-    for flag in ("steps", "batch_size", "image_size"):
-        positive(kwargs[flag], "--" + flag.replace("_", "-"))
     with user_errors():
         result = fn(*args, **kwargs)
-    if result["checkpoint"]:
-        h = result["history"]
-        print(f"checkpoint: {result['checkpoint']}  (step {result['steps']}, last loss {h[-1]:.5g})" if h
-              else f"checkpoint: {result['checkpoint']}")
-        if result["skipped_files"] or result["failed_loads"]:
-            print(f"skipped {result['skipped_files']} unreadable files, {result['failed_loads']} failed loads")
-    return 0
+    h = result["history"]
+    return report_checkpoint(result, f"last loss {h[-1]:.5g}" if h else "")
 
 
 def _add_train_style(sub) -> None:
@@ -133,13 +122,6 @@ def _apply_model(args, task: str) -> int:
     return 0
 
 
-def _add_inference_options(p) -> None:
-    p.add_argument("--out", required=True, help="output file, or folder when the input is a folder")
-    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default %(default)s)")
-    add_device_option(p)
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-
-
 def _add_stylize(sub) -> None:
     p = add_command(sub, "stylize", _run_stylize,
                     help="stylize images with a trained network (--model) or by optimization (--optimize)")
@@ -148,7 +130,7 @@ def _add_stylize(sub) -> None:
     mode.add_argument("--optimize", action="store_true", help="optimize the pixels of CONTENT towards STYLE")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="IMAGE_OR_DIR with --model; CONTENT STYLE with --optimize")
-    _add_inference_options(p)
+    add_output_options(p)
     add_stylize_optimize_options(p.add_argument_group("with --optimize"))
 
 
@@ -178,7 +160,7 @@ def _add_superres(sub) -> None:
     p = add_command(sub, "superres", _run_superres, help="upscale images x4/x8 with a trained network")
     p.add_argument("--model", metavar="CKPT", required=True, help="a train-sr checkpoint")
     p.add_argument("input", metavar="IMAGE_OR_DIR")
-    _add_inference_options(p)
+    add_output_options(p)
 
 
 def _run_superres(args) -> int:

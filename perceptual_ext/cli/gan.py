@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 
-from ._common import (UserError, add_command, add_device_option, add_loss_weight_options, add_run_options,
-                      check_outputs, device, existing_dir, loss_weights, positive, user_errors)
+from ._common import (UserError, add_command, add_loss_weight_options, add_output_options, add_run_options,
+                      add_schedule_options, check_outputs, check_training_options, device, existing_dir, loss_weights,
+                      positive, report_checkpoint, user_errors)
 
 
 def _add_gan_options(p, *, out_dir: str, gan_mode: str, norm: str) -> None:
@@ -13,18 +14,14 @@ def _add_gan_options(p, *, out_dir: str, gan_mode: str, norm: str) -> None:
     p.add_argument("--builtin", choices=("edges", "grey"), default="edges",
                    help="built-in paired set used without data folders: edges->photo or grey->colour "
                         "(scikit-image samples, offline; default %(default)s)")
-    p.add_argument("--steps", type=int, default=2000, help="total steps (default %(default)s)")
+    add_schedule_options(p, steps=2000, batch_size=1, lr=2e-4, lr_help="learning rate of G and D",
+                         optimizer_help="Adam with betas (0.5, 0.999) (default) or plain SGD (for exact comparisons)")
     p.add_argument("--decay-steps", type=int,
                    help="the last steps over which the learning rate decays linearly to 0 (default: steps/2)")
-    p.add_argument("--batch-size", type=int, default=1,
-                   help="images per step and process (default %(default)s; global batch = processes x this)")
     p.add_argument("--load-size", type=int, default=286,
                    help="resize to LOAD_SIZE^2 before the random crop (default %(default)s; 0: keep the size)")
     p.add_argument("--crop-size", type=int, default=256, help="random crop side (default %(default)s)")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    p.add_argument("--lr", type=float, default=2e-4, help="learning rate of G and D (default %(default)s)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
-                   help="Adam with betas (0.5, 0.999) (default) or plain SGD (for exact comparisons)")
     p.add_argument("--gan-mode", choices=("vanilla", "lsgan", "hinge", "wgangp"), default=gan_mode,
                    help="adversarial loss (default %(default)s; wgangp adds the gradient penalty)")
     p.add_argument("--extra-loss", action="append", metavar="NAME:WEIGHT",
@@ -39,8 +36,7 @@ def _add_gan_options(p, *, out_dir: str, gan_mode: str, norm: str) -> None:
 
 
 def _common_kwargs(args) -> dict:
-    positive(args.steps, "--steps")
-    positive(args.batch_size, "--batch-size")
+    check_training_options(args)
     positive(args.crop_size, "--crop-size")
     positive(args.load_size, "--load-size", minimum=0)
     extra_names = [spec.partition(":")[0] for spec in args.extra_loss or []]
@@ -54,15 +50,9 @@ def _common_kwargs(args) -> dict:
 
 
 def _report(result) -> int:
-    if result["checkpoint"]:
-        h = result["history"]
-        last = {k: v[-1] for k, v in h.items() if v}
-        print(f"checkpoint: {result['checkpoint']}  (step {result['steps']}" +
-              (f", D {last['loss_D']:.4g}, G {last['loss_G']:.4g}, D accuracy real {last['D_real_acc']:.2f} "
-               f"fake {last['D_fake_acc']:.2f})" if last else ")"))
-        if result["skipped_files"] or result["failed_loads"]:
-            print(f"skipped {result['skipped_files']} unreadable files, {result['failed_loads']} failed loads")
-    return 0
+    last = {k: v[-1] for k, v in result["history"].items() if v}
+    return report_checkpoint(result, f"D {last['loss_D']:.4g}, G {last['loss_G']:.4g}, D accuracy real "
+                                     f"{last['D_real_acc']:.2f} fake {last['D_fake_acc']:.2f}" if last else "")
 
 
 def _add_train_pix2pix(sub) -> None:
@@ -163,13 +153,10 @@ def _add_translate(sub) -> None:
                     help="translate images with a trained pix2pix or CycleGAN generator")
     p.add_argument("--model", metavar="CKPT", required=True, help="a train-pix2pix or train-cyclegan checkpoint")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    add_output_options(p, "output folder (created)", out_metavar="DIR")
     p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
                    help="CycleGAN: G_A (AtoB, default) or G_B (BtoA)")
     p.add_argument("--aligned", choices=("A", "B"), help="inputs are aligned A|B images: translate this half")
-    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default %(default)s)")
-    add_device_option(p)
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
 def _run_translate(args) -> int:

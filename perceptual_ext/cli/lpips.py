@@ -95,7 +95,7 @@ def _run_lpips(args) -> int:
     pair and their mean for folders), or JSON with --json.
 
     Examples:
-        perceptual-ext lpips a.png b.png --net vgg --backbone-weights vgg16-397923af.pth \\
+        perceptual-ext lpips a.png b.png --net vgg --backbone-weights vgg16-397923af.pth \
             --lin-weights lpips/weights/v0.1/vgg.pth
         perceptual-ext lpips outputs/ references/ --json > distances.json
         perceptual-ext lpips a.png b.png --spatial-out map.png
