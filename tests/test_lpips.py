@@ -360,3 +360,20 @@ def test_no_grad_and_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = module(x, y)
     torch.testing.assert_close(got.float(), expected, rtol=5e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("cls,expected", [
+    (AlexNetFeatures, {"relu1": 7, "relu2": 15, "relu3": 31, "relu4": 31, "relu5": 31}),
+    (SqueezeNet11Features, {"relu1": 3, "fire3": 5, "fire5": 9, "fire6": 17, "fire7": 17, "fire8": 17, "fire9": 17}),
+])
+def test_min_size_is_the_smallest_side_torch_accepts(cls, expected):
+    """The smallest input side of each tap, computed from the layers, is exactly where torch starts
+    to accept the input: one pixel less fails inside the stack."""
+    net = cls()
+    assert net.min_size == expected
+    for name, index in net.TAPS.items():
+        side = net.min_size[name]
+        assert min(net.features[: index + 1](torch.zeros(1, 3, side, side)).shape[2:]) >= 1
+        if side > 1:
+            with pytest.raises(RuntimeError):
+                net.features[: index + 1](torch.zeros(1, 3, side - 1, side - 1))

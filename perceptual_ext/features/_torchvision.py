@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -125,21 +125,61 @@ def run_taps(features: nn.Sequential, h: Tensor, taps: Mapping, layers: Tuple[st
     return {name: found[name] for name in layers}
 
 
+def _output_side(module: nn.Module, side: int) -> int:
+    """The output side of ``module`` for an input side ``side``: torch's rule for convolutions and
+    max pooling (floor or ceil mode); every other module of these stacks keeps the size."""
+    if isinstance(module, FrozenConv2d):
+        kernel, stride, padding, ceil = module.weight.shape[-1], module.stride, module.padding, False
+    elif isinstance(module, nn.MaxPool2d):
+        kernel, stride, padding, ceil = module.kernel_size, module.stride, module.padding, module.ceil_mode
+    else:
+        return side
+    span = side + 2 * padding - kernel
+    if not ceil:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    return out - 1 if (out - 1) * stride >= side + padding else out  # the last window starts inside
+
+
+def smallest_side(features: nn.Sequential, index: int) -> int:
+    """The smallest input side for which ``features[:index + 1]`` gives an output of at least 1x1."""
+    side = 1
+    while True:
+        size = side
+        for module in features[: index + 1]:
+            size = _output_side(module, size)
+            if size < 1:
+                break
+        else:
+            return side
+        side += 1
+
+
 class TorchvisionFeatures(nn.Module):
     """Base of the fixed feature extractors with torchvision's ``features.*`` keys.
 
-    A subclass sets ``ARCH`` (e.g. ``"a torchvision AlexNet"``), ``EXAMPLE`` (a weight file name),
-    ``TAPS`` (layer name -> index into ``features`` whose output it is), ``MIN_SIZE`` (layer name ->
-    the smallest input side that reaches it) and builds ``self.features`` before calling :meth:`_finish`.
+    A subclass sets ``ARCH`` (e.g. ``"a torchvision AlexNet"``), ``EXAMPLE`` (a weight file name)
+    and ``TAPS`` (layer name -> index into ``features`` whose output it is), and builds its
+    ``features`` in :meth:`build`; ``min_size`` (layer name -> the smallest input side that reaches
+    it) follows from them.
+
+    Args:
+        layers: names from ``TAPS`` to return (default: all of them).
+        weights: ``None`` for random weights (Kaiming normal, fan-in, zero bias, seeded by ``seed``),
+            a path to a torchvision ``.pth`` state dict of the architecture, or a state dict.
+        seed: seed of the random weights.
     """
 
     ARCH = ""
     EXAMPLE = ""
     TAPS: Mapping = {}
-    MIN_SIZE: Mapping = {}
 
-    def _finish(self, layers, weights: WeightsArg, seed: int) -> None:
-        self.layers = check_layers(layers, tuple(self.TAPS), self.ARCH.split()[-1])
+    def __init__(self, layers: Optional[Sequence[str]] = None, weights: WeightsArg = None, seed: int = 0) -> None:
+        super().__init__()
+        self.features = self.build()
+        self.min_size = {name: smallest_side(self.features, index) for name, index in self.TAPS.items()}
+        self.layers = check_layers(tuple(self.TAPS) if layers is None else layers, tuple(self.TAPS),
+                                   self.ARCH.split()[-1])
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if weights is None:
@@ -147,6 +187,10 @@ class TorchvisionFeatures(nn.Module):
         else:
             state, path = read_state_dict(weights, self.ARCH, self.EXAMPLE)
             load_strict(self, state, self.ARCH, path)
+
+    def build(self) -> nn.Sequential:
+        """The layers (``features``), with torchvision's indices."""
+        raise NotImplementedError
 
     def taps(self, h: Tensor, layers: Optional[Tuple[str, ...]] = None) -> dict:
         """The requested layers' outputs for an input ``h`` that is already scaled (no ImageNet
@@ -158,9 +202,9 @@ class TorchvisionFeatures(nn.Module):
         _checks.rank(x, "x", (4,), "[N, 1 or 3, H, W]")
         if x.shape[1] not in (1, 3):
             raise ValueError(f"x must have 1 or 3 channels (RGB in [0, 1]), got {x.shape[1]}")
-        deepest = max(self.layers, key=lambda name: (self.MIN_SIZE[name], self.TAPS[name]))
-        if min(x.shape[2:]) < self.MIN_SIZE[deepest]:
-            side = self.MIN_SIZE[deepest]
+        deepest = max(self.layers, key=lambda name: (self.min_size[name], self.TAPS[name]))
+        if min(x.shape[2:]) < self.min_size[deepest]:
+            side = self.min_size[deepest]
             raise ValueError(f"x is {x.shape[2]}x{x.shape[3]} pixels: {self.ARCH.split(' ', 2)[-1]} layer {deepest} "
                              f"needs at least {side}x{side}")
         h = (x.expand(-1, 3, -1, -1) - self.mean.to(x.dtype)) / self.std.to(x.dtype)

@@ -1,15 +1,13 @@
 """AlexNet convolutional features with torchvision's state-dict layout, random or loaded from a file."""
 from __future__ import annotations
 
-from typing import Sequence
 
 from torch import nn
 
-from ._torchvision import FrozenConv2d, TorchvisionFeatures, WeightsArg
+from ._torchvision import FrozenConv2d, TorchvisionFeatures
 
 #: Tap name -> index in ``features`` (the output of each of the five ReLUs), lpips's slices.
 ALEXNET_LAYERS = {"relu1": 1, "relu2": 4, "relu3": 7, "relu4": 9, "relu5": 11}
-_MIN_SIZE = {"relu1": 7, "relu2": 15, "relu3": 31, "relu4": 31, "relu5": 31}
 
 
 class AlexNetFeatures(TorchvisionFeatures):
@@ -23,7 +21,7 @@ class AlexNetFeatures(TorchvisionFeatures):
     and std (a single channel is repeated to RGB); :meth:`taps` takes an already scaled input.
 
     Args:
-        layers: names from :data:`ALEXNET_LAYERS` to return.
+        layers: names from :data:`ALEXNET_LAYERS` to return (default: all).
         weights: ``None`` for random weights (Kaiming normal, fan-in, zero bias, seeded by ``seed``),
             a path to a torchvision AlexNet ``.pth`` state dict (``classifier.*`` ignored), or a state
             dict. A missing or unreadable file, missing/unexpected keys or wrong shapes raise
@@ -42,15 +40,11 @@ class AlexNetFeatures(TorchvisionFeatures):
     ARCH = "a torchvision AlexNet"
     EXAMPLE = "alexnet-owt-7be5be79.pth"
     TAPS = ALEXNET_LAYERS
-    MIN_SIZE = _MIN_SIZE
 
-    def __init__(self, layers: Sequence[str] = tuple(ALEXNET_LAYERS), weights: WeightsArg = None,
-                 seed: int = 0) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
+    def build(self) -> nn.Sequential:
+        return nn.Sequential(
             FrozenConv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2),
             FrozenConv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2),
             FrozenConv2d(192, 384, 3, padding=1), nn.ReLU(),
             FrozenConv2d(384, 256, 3, padding=1), nn.ReLU(),
             FrozenConv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2))
-        self._finish(layers, weights, seed)

@@ -1,17 +1,15 @@
 """SqueezeNet 1.1 convolutional features with torchvision's state-dict layout, random or from a file."""
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ._torchvision import FrozenConv2d, TorchvisionFeatures, WeightsArg
+from ._torchvision import FrozenConv2d, TorchvisionFeatures
 
 #: Tap name -> index in ``features``: conv1's ReLU, then the fire modules lpips taps (its
 #: ``squeezenet`` slices end at features 1, 4, 7, 9, 10, 11, 12), named as in the SqueezeNet paper.
 SQUEEZENET_LAYERS = {"relu1": 1, "fire3": 4, "fire5": 7, "fire6": 9, "fire7": 10, "fire8": 11, "fire9": 12}
-_MIN_SIZE = {"relu1": 3, "fire3": 5, "fire5": 9, "fire6": 17, "fire7": 17, "fire8": 17, "fire9": 17}
 
 
 class Fire(nn.Module):
@@ -41,7 +39,7 @@ class SqueezeNet11Features(TorchvisionFeatures):
     with ImageNet's mean and std; :meth:`taps` takes an already scaled input.
 
     Args:
-        layers: names from :data:`SQUEEZENET_LAYERS` to return.
+        layers: names from :data:`SQUEEZENET_LAYERS` to return (default: all).
         weights: ``None`` for random weights (Kaiming normal, fan-in, zero bias, seeded by ``seed``),
             a path to a torchvision SqueezeNet 1.1 ``.pth`` state dict (``classifier.*`` ignored), or a
             state dict. A missing or unreadable file, missing/unexpected keys or wrong shapes raise
@@ -60,14 +58,10 @@ class SqueezeNet11Features(TorchvisionFeatures):
     ARCH = "a torchvision SqueezeNet 1.1"
     EXAMPLE = "squeezenet1_1-b8a52dc0.pth"
     TAPS = SQUEEZENET_LAYERS
-    MIN_SIZE = _MIN_SIZE
 
-    def __init__(self, layers: Sequence[str] = tuple(SQUEEZENET_LAYERS), weights: WeightsArg = None,
-                 seed: int = 0) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
+    def build(self) -> nn.Sequential:
+        return nn.Sequential(
             FrozenConv2d(3, 64, 3, stride=2), nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
             Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
             Fire(128, 32, 128, 128), Fire(256, 32, 128, 128), nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
             Fire(256, 48, 192, 192), Fire(384, 48, 192, 192), Fire(384, 64, 256, 256), Fire(512, 64, 256, 256))
-        self._finish(layers, weights, seed)

@@ -19,7 +19,7 @@ too. So a network trained here computes exactly what the reference computes on t
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -71,20 +71,38 @@ def init_weights(module: nn.Module, std: float = INIT_STD) -> nn.Module:
     return module
 
 
-def _check_input(x, name: str, channels: int, multiple: int, what: str) -> Tensor:
-    _checks.floating(x, name)
-    _checks.rank(x, name, (4,), f"[N, {channels}, H, W]")
-    if x.shape[1] != channels:
-        raise ValueError(f"{name} must have {channels} channels, got shape {tuple(x.shape)}")
-    h, w = x.shape[-2:]
-    if multiple > 1 and (h % multiple or w % multiple or h == 0 or w == 0):
-        raise ValueError(f"{name} height and width must be positive multiples of {multiple} ({what}), "
-                         f"got {h}x{w}")
-    return x
+class _Network(nn.Module):
+    """What the generators and the discriminator share: ``config`` (the constructor's arguments,
+    checked, saved in checkpoints) and a forward pass that checks the input ``[N, in_channels, H, W]``
+    against :meth:`size_rule`, runs ``model`` on it mapped from [0, 1] to [-1, 1] and, for a
+    generator (whose ``model`` ends in tanh), maps the output back to [0, 1]."""
 
+    GENERATOR = True
 
-def _to_signed(x: Tensor) -> Tensor:
-    return x * 2.0 - 1.0
+    def __init__(self, **config) -> None:
+        super().__init__()
+        self.config = _checked_config(**config)
+
+    def size_rule(self) -> Tuple[int, str, int, str]:
+        """(multiple, why, minimum, why): H and W must be positive multiples of ``multiple`` and at least
+        ``minimum``."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        channels = self.config["in_channels"]
+        _checks.floating(x, "input")
+        _checks.rank(x, "input", (4,), f"[N, {channels}, H, W]")
+        if x.shape[1] != channels:
+            raise ValueError(f"input must have {channels} channels, got shape {tuple(x.shape)}")
+        multiple, multiple_why, minimum, minimum_why = self.size_rule()
+        h, w = x.shape[-2:]
+        if multiple > 1 and (h % multiple or w % multiple or h == 0 or w == 0):
+            raise ValueError(f"input height and width must be positive multiples of {multiple} ({multiple_why}), "
+                             f"got {h}x{w}")
+        if min(h, w) < minimum:
+            raise ValueError(f"input height and width must be at least {minimum}{minimum_why}, got {(h, w)}")
+        out = self.model(x * 2.0 - 1.0)
+        return (out + 1.0) * 0.5 if self.GENERATOR else out
 
 
 class _UNetBlock(nn.Module):
@@ -121,7 +139,7 @@ class _UNetBlock(nn.Module):
         return torch.cat([x, self.model(x)], 1)
 
 
-class UNetGenerator(nn.Module):
+class UNetGenerator(_Network):
     """pix2pix's U-Net generator (Isola et al. 2017, the reference's ``UnetGenerator``).
 
     ``num_downs`` 4×4 stride-2 convolutions (LeakyReLU 0.2) down to a 1×1 bottleneck for a
@@ -149,9 +167,8 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, num_downs: int = 8, ngf: int = 64,
                  norm: str = "batch", dropout: bool = True):
-        super().__init__()
-        self.config = _checked_config(in_channels=in_channels, out_channels=out_channels, num_downs=num_downs,
-                                      ngf=ngf, norm=norm, dropout=dropout)
+        super().__init__(in_channels=in_channels, out_channels=out_channels, num_downs=num_downs, ngf=ngf, norm=norm,
+                         dropout=dropout)
         block = _UNetBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
         for _ in range(num_downs - 5):
             block = _UNetBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, dropout=dropout)
@@ -161,10 +178,8 @@ class UNetGenerator(nn.Module):
         self.model = _UNetBlock(out_channels, ngf, in_channels=in_channels, submodule=block, outermost=True, norm=norm)
         init_weights(self)
 
-    def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, "input", self.config["in_channels"], 2 ** self.config["num_downs"],
-                     f"num_downs={self.config['num_downs']}")
-        return (self.model(_to_signed(x)) + 1.0) * 0.5
+    def size_rule(self) -> Tuple[int, str, int, str]:
+        return 2 ** self.config["num_downs"], f"num_downs={self.config['num_downs']}", 1, ""
 
 
 class _ResnetBlock(nn.Module):
@@ -182,7 +197,7 @@ class _ResnetBlock(nn.Module):
         return x + self.body(x)
 
 
-class ResnetGenerator(nn.Module):
+class ResnetGenerator(_Network):
     """CycleGAN's generator (Zhu et al. 2017, after Johnson et al.; the reference's ``ResnetGenerator``).
 
     Reflection pad 3 + 7×7 conv (ngf), two 3×3 stride-2 convs (2·ngf, 4·ngf), ``n_blocks``
@@ -209,9 +224,8 @@ class ResnetGenerator(nn.Module):
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9,
                  norm: str = "instance", dropout: bool = False):
-        super().__init__()
-        self.config = _checked_config(in_channels=in_channels, out_channels=out_channels, ngf=ngf,
-                                      n_blocks=n_blocks, norm=norm, dropout=dropout)
+        super().__init__(in_channels=in_channels, out_channels=out_channels, ngf=ngf, n_blocks=n_blocks, norm=norm,
+                         dropout=dropout)
         bias = norm != "batch"
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), _norm_layer(norm, ngf),
                   nn.ReLU(inplace=True)]
@@ -228,14 +242,11 @@ class ResnetGenerator(nn.Module):
         self.model = nn.Sequential(*layers)
         init_weights(self)
 
-    def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, "input", self.config["in_channels"], 4, "two stride-2 downsamplings")
-        if min(x.shape[-2:]) < 16:  # reflection pad 3 at H/4 needs H/4 > 3
-            raise ValueError(f"input height and width must be at least 16, got {tuple(x.shape[-2:])}")
-        return (self.model(_to_signed(x)) + 1.0) * 0.5
+    def size_rule(self) -> Tuple[int, str, int, str]:
+        return 4, "two stride-2 downsamplings", 16, ""  # reflection pad 3 at H/4 needs H/4 > 3
 
 
-class PatchDiscriminator(nn.Module):
+class PatchDiscriminator(_Network):
     """The PatchGAN discriminator of pix2pix and CycleGAN (the reference's ``NLayerDiscriminator``).
 
     4×4 convolutions with LeakyReLU 0.2: ``n_layers`` of stride 2 (ndf, 2·ndf, 4·ndf, ... capped
@@ -261,9 +272,10 @@ class PatchDiscriminator(nn.Module):
         torch.Size([1, 1, 30, 30])
     """
 
+    GENERATOR = False  # logits, not an image
+
     def __init__(self, in_channels: int = 6, ndf: int = 64, n_layers: int = 3, norm: str = "batch"):
-        super().__init__()
-        self.config = _checked_config(in_channels=in_channels, ndf=ndf, n_layers=n_layers, norm=norm)
+        super().__init__(in_channels=in_channels, ndf=ndf, n_layers=n_layers, norm=norm)
         bias = norm != "batch"
         layers = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
         mult = 1
@@ -286,13 +298,8 @@ class PatchDiscriminator(nn.Module):
         """
         return 9 * 2 ** self.config["n_layers"] - 2
 
-    def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, "input", self.config["in_channels"], 1, "")
-        minimum = 2 ** self.config["n_layers"] * 3
-        if min(x.shape[-2:]) < minimum:
-            raise ValueError(f"input height and width must be at least {minimum} for n_layers="
-                             f"{self.config['n_layers']}, got {tuple(x.shape[-2:])}")
-        return self.model(_to_signed(x))
+    def size_rule(self) -> Tuple[int, str, int, str]:
+        return 1, "", 2 ** self.config["n_layers"] * 3, f" for n_layers={self.config['n_layers']}"
 
 
 #: class name -> class, for rebuilding a network from a checkpoint's ``{"class": ..., "config": ...}``.

@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import _checks
 from ..data.pairs import SAMPLE_PAIR_KINDS, UnpairedImages
-from ..losses.factory import build_loss
 from ..losses.gan import gan_loss, gradient_penalty
 from ..models.gan import PatchDiscriminator, ResnetGenerator
 from .distributed import Process, wrap
 from .image_pool import ImagePool
 from .loop import grid
 from .gan import (_accuracy, _Apply, _common_checks, _d_loss, _distance, _extra_terms, _fit_gan, _nonnegative,
-                  PaperInference, parse_extra_losses, _requires_grad, _Run)
+                  PaperInference, build_extra_losses, parse_extra_losses, _requires_grad, _Run)
 
 
 def _generators(nets, real_a, real_b, identity: bool):
@@ -139,8 +138,7 @@ def train_cyclegan(data_dir_a: Optional[str] = None, data_dir_b: Optional[str] =
             "D_B": PatchDiscriminator(3, ndf=ndf, n_layers=n_layers_d, norm=norm)}
     dataset = UnpairedImages(data_dir_a, data_dir_b, load_size=load_size, crop_size=crop_size, flip=flip, seed=seed,
                              builtin=builtin)
-    extra = nn.ModuleList([build_loss(n, vgg_weights=vgg_weights, lpips_weights=lpips_weights, seed=seed)
-                           for n, _ in extras])
+    extra = build_extra_losses(extras, vgg_weights, lpips_weights, seed)
     pools = {"A": ImagePool(pool_size, seed=seed), "B": ImagePool(pool_size, seed=seed + 1)}
     run = _Run(task="cyclegan", nets=nets, groups={"G": ["G_A", "G_B"], "D": ["D_A", "D_B"]}, lr=lr, pools=pools,
                extra=extra, config=config, steps=steps, decay_steps=decay_steps, optimizer=optimizer)

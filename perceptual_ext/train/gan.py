@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _checks
-from ..losses.factory import LOSSES
+from ..losses.factory import LOSSES, build_loss
 from ..losses.gan import GAN_MODES, gan_loss
 from .checkpoint import CHECKPOINT_FORMAT, full_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import Process, mean_over_processes, process_group
@@ -88,6 +88,13 @@ def parse_extra_losses(spec: Union[None, str, Sequence]) -> List[Tuple[str, floa
             raise ValueError(f"extra_loss weight must be a positive number, got {weight!r} for {name}")
         out.append((name, float(weight)))
     return out
+
+
+def build_extra_losses(extras: List[Tuple[str, float]], vgg_weights: Optional[str], lpips_weights: Optional[str],
+                       seed: int) -> nn.ModuleList:
+    """The loss modules of :func:`parse_extra_losses`' ``[(name, weight)]``, from the loss factory."""
+    return nn.ModuleList([build_loss(name, vgg_weights=vgg_weights, lpips_weights=lpips_weights, seed=seed)
+                          for name, _ in extras])
 
 
 def _nonnegative(value, name: str) -> float:

@@ -5,17 +5,16 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import _checks
 from ..data.pairs import DIRECTIONS, SAMPLE_PAIR_KINDS, PairedImages
-from ..losses.factory import build_loss
 from ..losses.gan import gan_loss, gradient_penalty
 from ..models.gan import PatchDiscriminator, UNetGenerator
 from .distributed import Process, wrap
 from .loop import grid
 from .gan import (_accuracy, _Apply, _common_checks, _d_loss, _distance, _extra_terms, _fit_gan, _nonnegative,
-                  PaperInference, parse_extra_losses, _requires_grad, _Run)
+                  PaperInference, build_extra_losses, parse_extra_losses, _requires_grad, _Run)
 
 
 class _Pix2PixStep:
@@ -67,11 +66,10 @@ def train_pix2pix(data_dir: Optional[str] = None, data_dir_b: Optional[str] = No
                   crop_size: int = 256, flip: bool = True, lr: float = 2e-4, lambda_l1: float = 100.0,
                   gan_mode: str = "vanilla", gp_weight: float = 10.0, extra_loss=None,
                   vgg_weights: Optional[str] = None, lpips_weights: Optional[str] = None, ngf: int = 64,
-                  ndf: int = 64, num_downs: Optional[int] = None,
-                  n_layers_d: int = 3, norm: str = "batch", dropout: bool = True, seed: int = 0,
-                  device: Optional[str] = None, num_workers: int = 0, sample_every: int = 500,
-                  checkpoint_every: int = 500, resume: Optional[str] = None, overwrite: bool = False,
-                  progress: bool = True, optimizer: str = "adam") -> dict:
+                  ndf: int = 64, num_downs: Optional[int] = None, n_layers_d: int = 3, norm: str = "batch",
+                  dropout: bool = True, seed: int = 0, device: Optional[str] = None, num_workers: int = 0,
+                  sample_every: int = 500, checkpoint_every: int = 500, resume: Optional[str] = None,
+                  overwrite: bool = False, progress: bool = True, optimizer: str = "adam") -> dict:
     r"""Train pix2pix (Isola et al. 2017): a U-Net G and a 70×70 PatchGAN D on paired images.
 
     Args:
@@ -91,8 +89,7 @@ def train_pix2pix(data_dir: Optional[str] = None, data_dir_b: Optional[str] = No
         gan_mode: ``"vanilla"`` (pix2pix), ``"lsgan"``, ``"hinge"`` or ``"wgangp"`` (adds the gradient
             penalty with weight ``gp_weight`` to D's loss).
         extra_loss: losses of :data:`~perceptual_ext.losses.factory.LOSSES` added to G's objective,
-            ``"vgg:1.0"`` or a list of ``NAME:WEIGHT`` (``vgg_weights``: a VGG16 file for vgg/gram;
-            ``lpips_weights``: lpips's lin file for lpips).
+            ``"vgg:1.0"`` or a list of ``NAME:WEIGHT`` (files: ``vgg_weights`` VGG16's, ``lpips_weights`` lpips' lin).
         ngf, ndf, num_downs, n_layers_d, norm, dropout: the networks' options; ``num_downs``
             defaults to ``log2(crop_size)`` (8 for 256², the U-Net's 1×1 bottleneck).
         seed: initialisation, data order and jitter, extra losses' random features.
@@ -132,8 +129,7 @@ def train_pix2pix(data_dir: Optional[str] = None, data_dir_b: Optional[str] = No
     D = PatchDiscriminator(6, ndf=ndf, n_layers=n_layers_d, norm=norm)
     dataset = PairedImages(data_dir, data_dir_b, load_size=load_size, crop_size=crop_size, flip=flip,
                            direction=direction, seed=seed, builtin=builtin)
-    extra = nn.ModuleList([build_loss(n, vgg_weights=vgg_weights, lpips_weights=lpips_weights, seed=seed)
-                           for n, _ in extras])
+    extra = build_extra_losses(extras, vgg_weights, lpips_weights, seed)
     run = _Run(task="pix2pix", nets={"G": G, "D": D}, groups={"G": ["G"], "D": ["D"]}, lr=lr, pools={}, extra=extra,
                config=config, steps=steps, decay_steps=decay_steps, optimizer=optimizer)
     step = _Pix2PixStep(G, D, run, gan_mode, lambda_l1, [w for _, w in extras], gp_weight)
