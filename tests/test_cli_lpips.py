@@ -109,8 +109,8 @@ class _Stop(Exception):
     ("synthesis", ["gim", "sample:astronaut", "--losses", "mse,lpips", "--crop-size", "32", "--out-dir", "{out}"]),
     ("style", ["train-style", "brick", "--style-loss", "lpips", "--out-dir", "{out}"]),
     ("superres", ["train-sr", "--loss", "lpips", "--out-dir", "{out}"]),
-    ("pix2pix", ["train-pix2pix", "--extra-loss", "lpips:1.0", "--out-dir", "{out}"]),
-    ("cyclegan", ["train-cyclegan", "--extra-loss", "lpips:0.5", "--out-dir", "{out}"]),
+    ("gan", ["train-pix2pix", "--extra-loss", "lpips:1.0", "--out-dir", "{out}"]),
+    ("gan", ["train-cyclegan", "--extra-loss", "lpips:0.5", "--out-dir", "{out}"]),
 ], ids=lambda v: v[0] if isinstance(v, list) else None)
 def test_lpips_weights_reach_the_loss_factory(module, argv, tmp_path, monkeypatch):
     """Every command whose losses may be lpips passes --lpips-weights (and --vgg-weights, lpips'

@@ -113,6 +113,7 @@ def read_image(spec: str, what: str = "image", channels: int = 3):
 def add_device_option(p) -> None:
     p.add_argument("--device", help="cpu or cuda[:N] (default: cuda if available, else cpu)")
 
+
 def add_schedule_options(p, *, steps: int, batch_size: int, lr: float, image_size: Optional[int] = None,
                          items: str = "images", lr_help: str = "learning rate",
                          optimizer_help: str = "Adam (default) or plain SGD") -> None:
@@ -192,7 +193,6 @@ def add_run_options(p, out_dir: str, seed_covers: str = "data order and crops") 
     p.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
     p.add_argument("--seed", type=int, default=0, help=f"initialisation, {seed_covers} (default 0)")
     add_device_option(p)
-
 
 
 def io_pairs(source: str, out: str):

@@ -18,8 +18,8 @@ LOSSES = {
     "scnn": "shallow wide random CNN (S-CNN) feature loss",
     "mmd": "patch MMD with random Fourier features",
     "mmdpp": "MMD++: patch MMD + local robust term + L2",
-    "lpips": "LPIPS v0.1 on VGG16 (backbone from --vgg-weights, random if not given; unit lin weights unless "
-             "build_loss(lpips_weights=...) names lpips's lin file)",
+    "lpips": "LPIPS v0.1 on VGG16 (backbone from --vgg-weights, random if not given; lin layers from "
+             "--lpips-weights, lpips's lin file, unit weights if not given)",
 }
 
 
