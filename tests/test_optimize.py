@@ -79,6 +79,40 @@ def test_optimizers_decrease_gram_of_random_conv_features(images, optimizer, lr)
     assert loss(image, target).item() < 0.5 * history[0]
 
 
+def test_lbfgs_reuses_the_line_search_evaluation(images):
+    """Each L-BFGS step starts at the point its previous line search evaluated: that evaluation is
+    reused, so fewer loss evaluations give the very same trajectory as torch's plain loop."""
+    target, start = images
+    loss = RandomConvGram()
+    calls = [0]
+
+    def counted(x):
+        calls[0] += 1
+        return loss(x, target)
+
+    steps = 10
+    image, history = optimize_image(counted, start, steps=steps, lr=1.0, optimizer="lbfgs", progress=False)
+
+    plain = start.detach().clone().clamp_(0, 1).requires_grad_(True)
+    opt = torch.optim.LBFGS([plain], lr=1.0, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
+    plain_calls, plain_history = [0], []
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        value = loss(plain, target)
+        value.backward()
+        plain_calls[0] += 1
+        return value
+
+    for _ in range(steps):
+        plain_history.append(opt.step(closure).item())
+        with torch.no_grad():
+            plain.clamp_(0, 1)
+    assert history == plain_history
+    assert torch.equal(image, plain.detach())
+    assert calls[0] < plain_calls[0] and calls[0] <= plain_calls[0] - steps // 2, (calls[0], plain_calls[0])
+
+
 def test_deterministic_with_seed_and_global_rng_restored(images):
     target, start = images
 
