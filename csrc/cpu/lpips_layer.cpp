@@ -13,6 +13,7 @@
 
 #include "common/lpips_layer.h"
 #include "host/lpips_layer.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -182,8 +183,7 @@ std::tuple<at::Tensor, at::Tensor> lpips_layer_backward_cpu(const at::Tensor& gr
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CPU, m) {
-  m.impl("lpips_layer", &lpips_layer_cpu);
-  m.impl("lpips_layer_backward", &lpips_layer_backward_cpu);
+  impl_with_backward(m, "lpips_layer", &lpips_layer_cpu, &lpips_layer_backward_cpu);
 }
 
 }  // namespace perceptual_ext

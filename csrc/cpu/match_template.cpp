@@ -16,6 +16,7 @@
 #include "host/checks.h"
 #include "common/match_template.h"
 #include "host/match_template_plan.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -436,8 +437,7 @@ std::tuple<at::Tensor, at::Tensor> match_template_backward_cpu(const at::Tensor&
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CPU, m) {
-  m.impl("match_template", &match_template_cpu);
-  m.impl("match_template_backward", &match_template_backward_cpu);
+  impl_with_backward(m, "match_template", &match_template_cpu, &match_template_backward_cpu);
 }
 
 }  // namespace perceptual_ext

@@ -19,6 +19,7 @@
 
 #include "common/soft_encoded_cross_entropy.h"
 #include "host/soft_encoded_cross_entropy_grid.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -166,8 +167,7 @@ at::Tensor backward_cpu(const at::Tensor& grad_in, const at::Tensor& logits_in, 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CPU, m) {
-  m.impl("soft_encoded_cross_entropy", &forward_cpu);
-  m.impl("soft_encoded_cross_entropy_backward", &backward_cpu);
+  impl_with_backward(m, "soft_encoded_cross_entropy", &forward_cpu, &backward_cpu);
 }
 
 }  // namespace perceptual_ext

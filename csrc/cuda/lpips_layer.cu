@@ -11,6 +11,7 @@
 #include "common/lpips_layer.h"
 #include "cuda/helpers.h"
 #include "host/lpips_layer.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -49,11 +50,10 @@ at::Tensor lpips_layer_cuda(const at::Tensor& a_in, const at::Tensor& b_in, cons
   auto out = at::empty({batch, 1, a.size(2), a.size(3)}, a.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "lpips_layer_cuda", [&] {
-    forward_kernel<scalar_t><<<cuda::grid_size(out.numel()), cuda::kThreads, 0, cuda::current_stream()>>>(
-        a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
-        out.data_ptr<scalar_t>(), batch, channels, pixels);
+    cuda::launch(forward_kernel<scalar_t>, cuda::grid_size(out.numel()), a.const_data_ptr<scalar_t>(),
+                 b.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), batch,
+                 channels, pixels);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
 
@@ -70,20 +70,18 @@ std::tuple<at::Tensor, at::Tensor> lpips_layer_backward_cuda(const at::Tensor& g
   if ((!need_a && !need_b) || a.numel() == 0) return {da, db};
   const int64_t batch = a.size(0), channels = a.size(1), pixels = a.size(2) * a.size(3);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "lpips_layer_backward_cuda", [&] {
-    backward_kernel<scalar_t><<<cuda::grid_size(batch * pixels), cuda::kThreads, 0, cuda::current_stream()>>>(
-        grad.const_data_ptr<scalar_t>(), a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(),
-        weight.const_data_ptr<scalar_t>(), need_a ? da.data_ptr<scalar_t>() : nullptr,
-        need_b ? db.data_ptr<scalar_t>() : nullptr, batch, channels, pixels);
+    cuda::launch(backward_kernel<scalar_t>, cuda::grid_size(batch * pixels), grad.const_data_ptr<scalar_t>(),
+                 a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
+                 need_a ? da.data_ptr<scalar_t>() : nullptr, need_b ? db.data_ptr<scalar_t>() : nullptr, batch,
+                 channels, pixels);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {da, db};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CUDA, m) {
-  m.impl("lpips_layer", &lpips_layer_cuda);
-  m.impl("lpips_layer_backward", &lpips_layer_backward_cuda);
+  impl_with_backward(m, "lpips_layer", &lpips_layer_cuda, &lpips_layer_backward_cuda);
 }
 
 }  // namespace perceptual_ext

@@ -14,6 +14,7 @@
 #include "common/soft_encoded_cross_entropy.h"
 #include "cuda/helpers.h"
 #include "host/soft_encoded_cross_entropy_grid.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -68,12 +69,12 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& logits_in, con
   if (loss.numel() == 0) return {loss, lse};
   const auto grid = sece::make_grid(bins, logits.device());
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "soft_encoded_cross_entropy_cuda", [&] {
-    forward_kernel<scalar_t><<<cuda::grid_size(n * hw), cuda::kThreads, 0, cuda::current_stream()>>>(
-        logits.data_ptr<scalar_t>(), ab.data_ptr<scalar_t>(), bins.data_ptr<scalar_t>(),
-        weights.numel() ? weights.data_ptr<scalar_t>() : nullptr, grid.view(), n, classes, hw,
-        static_cast<int>(neighbors), static_cast<scalar_t>(sigma), loss.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>());
+    cuda::launch(forward_kernel<scalar_t>, cuda::grid_size(n * hw), logits.data_ptr<scalar_t>(),
+                 ab.data_ptr<scalar_t>(), bins.data_ptr<scalar_t>(),
+                 weights.numel() ? weights.data_ptr<scalar_t>() : nullptr, grid.view(), n, classes, hw,
+                 static_cast<int>(neighbors), static_cast<scalar_t>(sigma), loss.data_ptr<scalar_t>(),
+                 lse.data_ptr<scalar_t>());
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {loss, lse};
 }
 
@@ -90,20 +91,18 @@ at::Tensor backward_cuda(const at::Tensor& grad_in, const at::Tensor& logits_in,
   const auto grid = sece::make_grid(bins, logits.device());
   const int64_t n = logits.size(0), hw = logits.size(2) * logits.size(3);
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "soft_encoded_cross_entropy_backward_cuda", [&] {
-    backward_kernel<scalar_t><<<cuda::grid_size(n * hw), cuda::kThreads, 0, cuda::current_stream()>>>(
-        grad.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), ab.data_ptr<scalar_t>(), bins.data_ptr<scalar_t>(),
-        weights.numel() ? weights.data_ptr<scalar_t>() : nullptr, lse.data_ptr<scalar_t>(), grid.view(), n, classes, hw,
-        static_cast<int>(neighbors), static_cast<scalar_t>(sigma), out.data_ptr<scalar_t>());
+    cuda::launch(backward_kernel<scalar_t>, cuda::grid_size(n * hw), grad.data_ptr<scalar_t>(),
+                 logits.data_ptr<scalar_t>(), ab.data_ptr<scalar_t>(), bins.data_ptr<scalar_t>(),
+                 weights.numel() ? weights.data_ptr<scalar_t>() : nullptr, lse.data_ptr<scalar_t>(), grid.view(), n,
+                 classes, hw, static_cast<int>(neighbors), static_cast<scalar_t>(sigma), out.data_ptr<scalar_t>());
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CUDA, m) {
-  m.impl("soft_encoded_cross_entropy", &forward_cuda);
-  m.impl("soft_encoded_cross_entropy_backward", &backward_cuda);
+  impl_with_backward(m, "soft_encoded_cross_entropy", &forward_cuda, &backward_cuda);
 }
 
 }  // namespace perceptual_ext
