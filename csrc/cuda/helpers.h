@@ -1,6 +1,7 @@
-// Launch helpers shared by every .cu file: one block size, a capped grid that is never empty, and
-// the grid-stride loop. Kernels map threads to outputs with these and nothing else, so the only
-// device code that is not shared, tested maths (csrc/common) is this indexing.
+// Launch helpers shared by every .cu file: one block size, a capped grid that is never empty, one
+// launch (current stream, launch check), and the grid-stride loop. Kernels map threads to outputs
+// with these and nothing else, so the only device code that is not shared, tested maths
+// (csrc/common) is this indexing.
 #pragma once
 
 #include <ATen/cuda/CUDAContext.h>
