@@ -3,9 +3,9 @@
 Columns: the exemplar (the 256² target crop), then one synthesis per loss, each from the exemplar's
 mean colour plus noise, coarse to fine (each phase starts from the previous result upscaled):
 
-- Gram matrices of a random VGG16 (Gatys et al.'s loss; seed 004 §6 recalls that random filters'
-  second-order statistics do about as well as trained ones) — with ``--vgg-weights`` a second
-  column with the trained VGG16 joins it;
+- Gram matrices of a random VGG16 at relu1_1, relu2_1, relu3_1 weighted 100 : 10 : 1 (Gatys et al.'s
+  loss; seed 004 §6 recalls that random filters' second-order statistics do about as well as
+  trained ones) — with ``--vgg-weights`` a second column with the trained VGG16 joins it;
 - the S-CNN feature loss (seed 004 §1.2), pooled over the whole image;
 - patch MMD (seed 004 §3), its kernel narrowing from σ = 0.15 to the paper's 0.06.
 
@@ -42,7 +42,10 @@ from perceptual_ext.train.synthesis import texture_init, texture_target  # noqa:
 
 #: (size, Adam steps, loss options) per phase; "lr" per method.
 SCHEDULES = {
-    "gram": {"phases": [(64, 200, {}), (128, 100, {}), (256, 40, {})], "lr": 0.05},
+    # Gatys et al.'s texture layers up to relu3_1, the shallow ones weighted up: with a random VGG16,
+    # Johnson's style layers (relu1_2..relu4_3, equal weights) leave gravel as noise
+    "gram": {"phases": [(64, 150, {}), (128, 100, {}), (256, 30, {})], "lr": 0.05,
+             "options": {"layers": ("relu1_1", "relu2_1", "relu3_1"), "layer_weights": (100.0, 10.0, 1.0)}},
     "scnn": {"phases": [(64, 200, {}), (128, 100, {}), (256, 40, {})], "lr": 0.05,
              "options": {"channels": 256, "depth": 2}},
     "mmd": {"phases": [(256, 120, {"sigma": 0.15}), (256, 120, {"sigma": 0.06})], "lr": 0.05},
