@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from perceptual_ext.data import sample_image
-from perceptual_ext.losses import GramLoss
+from perceptual_ext.losses import GramLoss, PerceptualLoss, SCNNLoss
 from perceptual_ext.train import gim_experiment, optimize_image, style_transfer, synthesize_texture
 from perceptual_ext.train.gim import shifted_crops
 from perceptual_ext.train.synthesis import make_loss
@@ -77,6 +77,40 @@ def test_optimizers_decrease_gram_of_random_conv_features(images, optimizer, lr)
                                     progress=False)
     assert history[-1] < 0.5 * history[0]
     assert loss(image, target).item() < 0.5 * history[0]
+
+
+def test_lbfgs_reuses_the_line_search_evaluation(images):
+    """Each L-BFGS step starts at the point its previous line search evaluated: that evaluation is
+    reused, so fewer loss evaluations give the very same trajectory as torch's plain loop."""
+    target, start = images
+    loss = RandomConvGram()
+    calls = [0]
+
+    def counted(x):
+        calls[0] += 1
+        return loss(x, target)
+
+    steps = 10
+    image, history = optimize_image(counted, start, steps=steps, lr=1.0, optimizer="lbfgs", progress=False)
+
+    plain = start.detach().clone().clamp_(0, 1).requires_grad_(True)
+    opt = torch.optim.LBFGS([plain], lr=1.0, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
+    plain_calls, plain_history = [0], []
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        value = loss(plain, target)
+        value.backward()
+        plain_calls[0] += 1
+        return value
+
+    for _ in range(steps):
+        plain_history.append(opt.step(closure).item())
+        with torch.no_grad():
+            plain.clamp_(0, 1)
+    assert history == plain_history
+    assert torch.equal(image, plain.detach())
+    assert calls[0] < plain_calls[0] and calls[0] <= plain_calls[0] - steps // 2, (calls[0], plain_calls[0])
 
 
 def test_deterministic_with_seed_and_global_rng_restored(images):
@@ -197,6 +231,32 @@ def test_gim_crops_and_mse_stays_at_the_mean():
         gim_experiment(image, losses=("mse",), crop_size=32, image_size=36, steps=1, progress=False)
     with pytest.raises(TypeError, match="not one string"):
         gim_experiment(image, losses="mse", crop_size=32, steps=1, progress=False)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: PerceptualLoss(layers=("relu1_2", "relu2_2"), layer_weights=(1.0, 0.5), feature="l2"),
+    lambda: PerceptualLoss(layers=("relu1_2", "relu2_2"), feature="gram", style_weight=3.0),
+    lambda: PerceptualLoss(layers=("relu1_1", "relu2_1"), feature="both", reduction="sum"),
+    lambda: SCNNLoss(channels=16, depth=2, window=8, stride=4, seed=3),
+], ids=["vgg_l2", "vgg_gram", "vgg_both_sum", "scnn"])
+def test_mean_over_targets_is_the_mean_of_the_losses(make):
+    """mean_k loss(x, y_k) from the targets' statistics computed once equals the K-fold evaluation
+    (value and gradient, float64), for one image and for a batch."""
+    loss_fn = make().double()
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.rand(5, 3, 24, 24, generator=generator, dtype=torch.float64)
+    objective = loss_fn.mean_over_targets(targets)
+    for batch in (1, 2):
+        x = torch.rand(batch, 3, 24, 24, generator=generator, dtype=torch.float64, requires_grad=True)
+        fast = objective(x)
+        per_image = [loss_fn(x[n:n + 1].expand_as(targets), targets) / (1 if loss_fn.reduction == "mean" else 5)
+                     for n in range(batch)]
+        slow = torch.stack(per_image).mean() if loss_fn.reduction == "mean" else torch.stack(per_image).sum()
+        torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(torch.autograd.grad(fast, x)[0], torch.autograd.grad(slow, x)[0],
+                                   rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="targets"):
+        loss_fn.mean_over_targets(targets[:0])
 
 
 @pytest.mark.parametrize("losses", [("vgg", "scnn", "mmd", "mmdpp")])

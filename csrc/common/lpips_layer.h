@@ -66,19 +66,33 @@ PE_HOST_DEVICE PE_INLINE acc_t input_grad(acc_t u, acc_t x, acc_t inv, acc_t r) 
   return inv * (u - x * r);
 }
 
+// The squared norms over the channels of one pixel of a and of b, channels `stride` elements apart
+// (NCHW: stride = H * W), summed in channel order.
+template <typename acc_t>
+struct SquaredNorms {
+  acc_t a, b;
+};
+
+template <typename scalar_t, typename acc_t>
+PE_HOST_DEVICE PE_INLINE SquaredNorms<acc_t> squared_norms(const scalar_t* a, const scalar_t* b, int64_t channels,
+                                                           int64_t stride) {
+  SquaredNorms<acc_t> s{0, 0};
+  for (int64_t c = 0; c < channels; ++c) {
+    const acc_t x = static_cast<acc_t>(a[c * stride]), y = static_cast<acc_t>(b[c * stride]);
+    s.a += x * x;
+    s.b += y * y;
+  }
+  return s;
+}
+
 // One pixel, channels `stride` elements apart (NCHW: stride = H * W). Two passes: the norms, then
 // the weighted squared differences.
 template <typename scalar_t, typename acc_t>
 PE_HOST_DEVICE PE_INLINE acc_t pixel_forward(const scalar_t* a, const scalar_t* b, const scalar_t* w, int64_t channels,
                                              int64_t stride) {
   using std::sqrt;
-  acc_t sa = 0, sb = 0;
-  for (int64_t c = 0; c < channels; ++c) {
-    const acc_t x = static_cast<acc_t>(a[c * stride]), y = static_cast<acc_t>(b[c * stride]);
-    sa += x * x;
-    sb += y * y;
-  }
-  const acc_t ia = inv_norm<acc_t>(sqrt(sa)), ib = inv_norm<acc_t>(sqrt(sb));
+  const auto s = squared_norms<scalar_t, acc_t>(a, b, channels, stride);
+  const acc_t ia = inv_norm<acc_t>(sqrt(s.a)), ib = inv_norm<acc_t>(sqrt(s.b));
   acc_t out = 0;
   for (int64_t c = 0; c < channels; ++c) {
     const acc_t d = unit_diff<acc_t>(static_cast<acc_t>(a[c * stride]), static_cast<acc_t>(b[c * stride]), ia, ib);
@@ -93,13 +107,8 @@ template <typename scalar_t, typename acc_t>
 PE_HOST_DEVICE PE_INLINE void pixel_backward(acc_t g, const scalar_t* a, const scalar_t* b, const scalar_t* w,
                                              int64_t channels, int64_t stride, scalar_t* da, scalar_t* db) {
   using std::sqrt;
-  acc_t sa = 0, sb = 0;
-  for (int64_t c = 0; c < channels; ++c) {
-    const acc_t x = static_cast<acc_t>(a[c * stride]), y = static_cast<acc_t>(b[c * stride]);
-    sa += x * x;
-    sb += y * y;
-  }
-  const acc_t na = sqrt(sa), nb = sqrt(sb);
+  const auto s = squared_norms<scalar_t, acc_t>(a, b, channels, stride);
+  const acc_t na = sqrt(s.a), nb = sqrt(s.b);
   const acc_t ia = inv_norm<acc_t>(na), ib = inv_norm<acc_t>(nb);
   acc_t ua = 0, ub = 0;
   for (int64_t c = 0; c < channels; ++c) {

@@ -8,6 +8,7 @@
 #include "host/checks.h"
 #include "common/gram.h"
 #include "host/gram_gemm.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -53,8 +54,7 @@ at::Tensor gram_backward_cpu(const at::Tensor& grad, const at::Tensor& features,
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CPU, m) {
-  m.impl("gram", &gram_cpu);
-  m.impl("gram_backward", &gram_backward_cpu);
+  impl_with_backward(m, "gram", &gram_cpu, &gram_backward_cpu);
 }
 
 }  // namespace perceptual_ext

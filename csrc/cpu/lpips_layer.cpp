@@ -13,6 +13,7 @@
 
 #include "common/lpips_layer.h"
 #include "host/lpips_layer.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -132,43 +133,36 @@ void for_each_block(const Geometry& geo, Fn fn) {
 }
 
 at::Tensor lpips_layer_cpu(const at::Tensor& a_in, const at::Tensor& b_in, const at::Tensor& weight_in) {
-  check_lpips_layer_inputs(a_in, b_in, weight_in, "lpips_layer");
-  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous(), weight = weight_in.contiguous();
-  auto out = at::empty({a.size(0), 1, a.size(2), a.size(3)}, a.options());
-  if (out.numel() == 0) return out;
-  const Geometry geo = geometry_of(a);
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "lpips_layer_cpu", [&] {
-    const scalar_t* pa = a.const_data_ptr<scalar_t>();
-    const scalar_t* pb = b.const_data_ptr<scalar_t>();
-    const scalar_t* pw = weight.const_data_ptr<scalar_t>();
-    scalar_t* po = out.data_ptr<scalar_t>();
+  const auto c = lpips_layer_forward_call(a_in, b_in, weight_in);
+  if (c.out.numel() == 0) return c.out;
+  const Geometry geo = geometry_of(c.a);
+  AT_DISPATCH_FLOATING_TYPES(c.a.scalar_type(), "lpips_layer_cpu", [&] {
+    const scalar_t* pa = c.a.const_data_ptr<scalar_t>();
+    const scalar_t* pb = c.b.const_data_ptr<scalar_t>();
+    const scalar_t* pw = c.weight.const_data_ptr<scalar_t>();
+    scalar_t* po = c.out.data_ptr<scalar_t>();
     const int64_t image = geo.channels * geo.pixels;
     for_each_block(geo, [&](int64_t n, int64_t p0, int64_t count) {
       forward_block(pa + n * image + p0, pb + n * image + p0, pw, geo.channels, geo.pixels, count,
                     po + n * geo.pixels + p0);
     });
   });
-  return out;
+  return c.out;
 }
 
 std::tuple<at::Tensor, at::Tensor> lpips_layer_backward_cpu(const at::Tensor& grad_in, const at::Tensor& a_in,
                                                             const at::Tensor& b_in, const at::Tensor& weight_in,
                                                             bool need_a, bool need_b) {
-  check_lpips_layer_inputs(a_in, b_in, weight_in, "lpips_layer_backward");
-  check_lpips_layer_grad(grad_in, a_in, "lpips_layer_backward");
-  const at::Tensor grad = grad_in.contiguous(), a = a_in.contiguous(), b = b_in.contiguous(),
-                   weight = weight_in.contiguous();
-  at::Tensor da = need_a ? at::empty(a.sizes(), a.options()) : at::empty({0}, a.options());
-  at::Tensor db = need_b ? at::empty(b.sizes(), b.options()) : at::empty({0}, b.options());
-  if ((!need_a && !need_b) || a.numel() == 0) return {da, db};
-  const Geometry geo = geometry_of(a);
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "lpips_layer_backward_cpu", [&] {
-    const scalar_t* pg = grad.const_data_ptr<scalar_t>();
-    const scalar_t* pa = a.const_data_ptr<scalar_t>();
-    const scalar_t* pb = b.const_data_ptr<scalar_t>();
-    const scalar_t* pw = weight.const_data_ptr<scalar_t>();
-    scalar_t* pda = need_a ? da.data_ptr<scalar_t>() : nullptr;
-    scalar_t* pdb = need_b ? db.data_ptr<scalar_t>() : nullptr;
+  const auto c = lpips_layer_backward_call(grad_in, a_in, b_in, weight_in, need_a, need_b);
+  if (!c.any_grad()) return {c.da, c.db};
+  const Geometry geo = geometry_of(c.a);
+  AT_DISPATCH_FLOATING_TYPES(c.a.scalar_type(), "lpips_layer_backward_cpu", [&] {
+    const scalar_t* pg = c.grad.const_data_ptr<scalar_t>();
+    const scalar_t* pa = c.a.const_data_ptr<scalar_t>();
+    const scalar_t* pb = c.b.const_data_ptr<scalar_t>();
+    const scalar_t* pw = c.weight.const_data_ptr<scalar_t>();
+    scalar_t* pda = need_a ? c.da.data_ptr<scalar_t>() : nullptr;
+    scalar_t* pdb = need_b ? c.db.data_ptr<scalar_t>() : nullptr;
     const int64_t image = geo.channels * geo.pixels;
     for_each_block(geo, [&](int64_t n, int64_t p0, int64_t count) {
       const int64_t offset = n * image + p0;
@@ -176,14 +170,13 @@ std::tuple<at::Tensor, at::Tensor> lpips_layer_backward_cpu(const at::Tensor& gr
                      pda ? pda + offset : nullptr, pdb ? pdb + offset : nullptr);
     });
   });
-  return {da, db};
+  return {c.da, c.db};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CPU, m) {
-  m.impl("lpips_layer", &lpips_layer_cpu);
-  m.impl("lpips_layer_backward", &lpips_layer_backward_cpu);
+  impl_with_backward(m, "lpips_layer", &lpips_layer_cpu, &lpips_layer_backward_cpu);
 }
 
 }  // namespace perceptual_ext

@@ -16,6 +16,7 @@
 #include "host/checks.h"
 #include "common/match_template.h"
 #include "host/match_template_plan.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -77,12 +78,10 @@ void direct_row(const scalar_t* in, const scalar_t* wt, scalar_t* out, int64_t c
 
 constexpr int kTemplBlock = 4;
 
-at::Tensor direct_xcorr_cpu(const at::Tensor& input, const at::Tensor& weight) {
+void direct_xcorr_cpu(const at::Tensor& input, const at::Tensor& weight, at::Tensor& out) {
   const int64_t n = input.size(0), ci = input.size(1), in_h = input.size(2), in_w = input.size(3);
   const int64_t o = weight.size(0), h = weight.size(2), w = weight.size(3);
-  const int64_t out_h = in_h - h + 1, out_w = in_w - w + 1;
-  auto out = at::empty({n, o, out_h, out_w}, input.options());
-  if (out.numel() == 0) return out;
+  const int64_t out_h = out.size(2), out_w = out.size(3);
   const int64_t templ_blocks = (o + kTemplBlock - 1) / kTemplBlock;
   const int64_t tasks = n * templ_blocks * out_h;
   // ~32k multiply-adds per task at least, so that scheduling stays negligible.
@@ -110,7 +109,6 @@ at::Tensor direct_xcorr_cpu(const at::Tensor& input, const at::Tensor& weight) {
       }
     });
   });
-  return out;
 }
 
 // Loops over the windows of one output row. Free functions with restrict-qualified parameters
@@ -436,8 +434,7 @@ std::tuple<at::Tensor, at::Tensor> match_template_backward_cpu(const at::Tensor&
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CPU, m) {
-  m.impl("match_template", &match_template_cpu);
-  m.impl("match_template_backward", &match_template_backward_cpu);
+  impl_with_backward(m, "match_template", &match_template_cpu, &match_template_backward_cpu);
 }
 
 }  // namespace perceptual_ext

@@ -21,6 +21,7 @@
 
 #include "common/rff_patch.h"
 #include "host/rff_patch_plan.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -233,8 +234,7 @@ at::Tensor rff_patch_features_backward_cpu(const at::Tensor& grad_in, const at::
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CPU, m) {
-  m.impl("rff_patch_features", &rff_patch_features_cpu);
-  m.impl("rff_patch_features_backward", &rff_patch_features_backward_cpu);
+  impl_with_backward(m, "rff_patch_features", &rff_patch_features_cpu, &rff_patch_features_backward_cpu);
 }
 
 }  // namespace perceptual_ext

@@ -13,6 +13,7 @@
 
 #include "common/scnn.h"
 #include "host/scnn_driver.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -246,8 +247,7 @@ at::Tensor scnn_features_backward_cpu(const at::Tensor& grad, const at::Tensor& 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CPU, m) {
-  m.impl("scnn_features", &scnn_features_cpu);
-  m.impl("scnn_features_backward", &scnn_features_backward_cpu);
+  impl_with_backward(m, "scnn_features", &scnn_features_cpu, &scnn_features_backward_cpu);
 }
 
 }  // namespace perceptual_ext

@@ -19,6 +19,7 @@
 
 #include "common/soft_encoded_cross_entropy.h"
 #include "host/soft_encoded_cross_entropy_grid.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -72,24 +73,18 @@ sece::Target<scalar_t> target_of(const sece::Grid& grid, const scalar_t* ab, con
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits_in, const at::Tensor& ab_in,
                                                const at::Tensor& bins_in, const at::Tensor& weights_in,
                                                int64_t neighbors, double sigma) {
-  const int64_t classes =
-      sece::check_arguments(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
-  const auto logits = logits_in.contiguous(), ab = ab_in.contiguous(), bins = bins_in.contiguous(),
-             weights = weights_in.contiguous();
-  const int64_t n = logits.size(0), hw = logits.size(2) * logits.size(3);
-  auto loss = at::empty({n, logits.size(2), logits.size(3)}, logits.options());
-  auto lse = at::empty_like(loss);
-  if (loss.numel() == 0) return {loss, lse};
-  const auto grid = sece::make_grid(bins, logits.device());
-  const auto view = grid.view();
+  const auto c = sece::forward_call(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
+  if (c.loss.numel() == 0) return {c.loss, c.lse};
+  const auto view = c.grid.view();
+  const int64_t n = c.n, hw = c.hw, classes = c.classes;
   const int64_t runs_per_image = (hw + kRun - 1) / kRun;
-  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "soft_encoded_cross_entropy_cpu", [&] {
-    const scalar_t* x = logits.data_ptr<scalar_t>();
-    const scalar_t* t_ab = ab.data_ptr<scalar_t>();
-    const scalar_t* b = bins.data_ptr<scalar_t>();
-    const scalar_t* w = weights.numel() ? weights.data_ptr<scalar_t>() : nullptr;
-    scalar_t* out = loss.data_ptr<scalar_t>();
-    scalar_t* out_lse = lse.data_ptr<scalar_t>();
+  AT_DISPATCH_FLOATING_TYPES(c.logits.scalar_type(), "soft_encoded_cross_entropy_cpu", [&] {
+    const scalar_t* x = c.logits.data_ptr<scalar_t>();
+    const scalar_t* t_ab = c.ab.data_ptr<scalar_t>();
+    const scalar_t* b = c.bins.data_ptr<scalar_t>();
+    const scalar_t* w = c.weights_data<scalar_t>();
+    scalar_t* out = c.loss.data_ptr<scalar_t>();
+    scalar_t* out_lse = c.lse.data_ptr<scalar_t>();
     const auto s = static_cast<scalar_t>(sigma);
     at::parallel_for(0, n * runs_per_image, 1, [&](int64_t begin, int64_t end) {
       for (int64_t index = begin; index < end; ++index) {
@@ -105,32 +100,27 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits_in, cons
       }
     });
   });
-  return {loss, lse};
+  return {c.loss, c.lse};
 }
 
 at::Tensor backward_cpu(const at::Tensor& grad_in, const at::Tensor& logits_in, const at::Tensor& ab_in,
                         const at::Tensor& bins_in, const at::Tensor& weights_in, const at::Tensor& lse_in,
                         int64_t neighbors, double sigma) {
-  const int64_t classes =
-      sece::check_backward_arguments(grad_in, logits_in, ab_in, bins_in, weights_in, lse_in, neighbors, sigma);
-  const auto logits = logits_in.contiguous(), ab = ab_in.contiguous(), bins = bins_in.contiguous(),
-             weights = weights_in.contiguous(), grad = grad_in.contiguous(), lse = lse_in.contiguous();
-  auto out = at::empty_like(logits);
-  if (out.numel() == 0) return out;
-  const auto grid = sece::make_grid(bins, logits.device());
-  const auto view = grid.view();
-  const int64_t n = logits.size(0), hw = logits.size(2) * logits.size(3);
+  const auto c = sece::backward_call(grad_in, logits_in, ab_in, bins_in, weights_in, lse_in, neighbors, sigma);
+  if (c.out.numel() == 0) return c.out;
+  const auto view = c.grid.view();
+  const int64_t n = c.n, hw = c.hw, classes = c.classes;
   const int64_t runs_per_image = (hw + kRun - 1) / kRun;
-  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "soft_encoded_cross_entropy_backward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES(c.logits.scalar_type(), "soft_encoded_cross_entropy_backward_cpu", [&] {
     using Vec = at::vec::Vectorized<scalar_t>;
     constexpr int64_t kV = Vec::size();
-    const scalar_t* x = logits.data_ptr<scalar_t>();
-    const scalar_t* t_ab = ab.data_ptr<scalar_t>();
-    const scalar_t* b = bins.data_ptr<scalar_t>();
-    const scalar_t* w = weights.numel() ? weights.data_ptr<scalar_t>() : nullptr;
-    const scalar_t* g = grad.data_ptr<scalar_t>();
-    const scalar_t* l = lse.data_ptr<scalar_t>();
-    scalar_t* dx = out.data_ptr<scalar_t>();
+    const scalar_t* x = c.logits.data_ptr<scalar_t>();
+    const scalar_t* t_ab = c.ab.data_ptr<scalar_t>();
+    const scalar_t* b = c.bins.data_ptr<scalar_t>();
+    const scalar_t* w = c.weights_data<scalar_t>();
+    const scalar_t* g = c.grad.data_ptr<scalar_t>();
+    const scalar_t* l = c.lse.data_ptr<scalar_t>();
+    scalar_t* dx = c.out.data_ptr<scalar_t>();
     const auto s = static_cast<scalar_t>(sigma);
     at::parallel_for(0, n * runs_per_image, 1, [&](int64_t begin, int64_t end) {
       scalar_t scale[kRun];
@@ -160,14 +150,13 @@ at::Tensor backward_cpu(const at::Tensor& grad_in, const at::Tensor& logits_in, 
       }
     });
   });
-  return out;
+  return c.out;
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CPU, m) {
-  m.impl("soft_encoded_cross_entropy", &forward_cpu);
-  m.impl("soft_encoded_cross_entropy_backward", &backward_cpu);
+  impl_with_backward(m, "soft_encoded_cross_entropy", &forward_cpu, &backward_cpu);
 }
 
 }  // namespace perceptual_ext

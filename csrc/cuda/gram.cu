@@ -11,12 +11,12 @@
 #include "cuda/fp32_reductions.h"
 #include "cuda/helpers.h"
 #include "host/gram_gemm.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
 
 constexpr int64_t kBlock = 256;
-using cuda::kThreads;
 
 template <typename scalar_t>
 __global__ void mirror_kernel(scalar_t* __restrict__ g, int64_t batch, int64_t channels) {
@@ -46,10 +46,8 @@ at::Tensor gram_cuda(const at::Tensor& features, bool normalize) {
     gram::upper_block_triangle(out, features, plan, gram::scale(c, l, normalize));
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "gram_mirror_cuda", [&] {
-    mirror_kernel<scalar_t>
-        <<<cuda::grid_size(out.numel()), kThreads, 0, cuda::current_stream()>>>(out.data_ptr<scalar_t>(), n, c);
+    cuda::launch(mirror_kernel<scalar_t>, cuda::grid_size(out.numel()), out.data_ptr<scalar_t>(), n, c);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
 
@@ -65,8 +63,7 @@ at::Tensor gram_backward_cuda(const at::Tensor& grad, const at::Tensor& features
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CUDA, m) {
-  m.impl("gram", &gram_cuda);
-  m.impl("gram_backward", &gram_backward_cuda);
+  impl_with_backward(m, "gram", &gram_cuda, &gram_backward_cuda);
 }
 
 }  // namespace perceptual_ext

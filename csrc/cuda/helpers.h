@@ -1,9 +1,11 @@
-// Launch helpers shared by every .cu file: one block size, a capped grid that is never empty, and
-// the grid-stride loop. Kernels map threads to outputs with these and nothing else, so the only
-// device code that is not shared, tested maths (csrc/common) is this indexing.
+// Launch helpers shared by every .cu file: one block size, a capped grid that is never empty, one
+// launch (current stream, launch check), and the grid-stride loop. Kernels map threads to outputs
+// with these and nothing else, so the only device code that is not shared, tested maths
+// (csrc/common) is this indexing.
 #pragma once
 
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -30,6 +32,14 @@ inline unsigned blocks_for_items(int64_t count) {
 
 inline cudaStream_t current_stream() {
   return at::cuda::getCurrentCUDAStream();
+}
+
+// Launches `kernel` on `blocks` blocks of kThreads threads on the current stream (no dynamic shared
+// memory) and checks the launch: the one way the .cu files start a kernel.
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 blocks, Args... args) {
+  kernel<<<blocks, kThreads, 0, current_stream()>>>(args...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 // Sum of `value` over the threads of a block of kThreads threads, in a fixed order (a tree in

@@ -11,6 +11,7 @@
 #include "common/lpips_layer.h"
 #include "cuda/helpers.h"
 #include "host/lpips_layer.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -42,48 +43,38 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad, const scalar_
 }
 
 at::Tensor lpips_layer_cuda(const at::Tensor& a_in, const at::Tensor& b_in, const at::Tensor& weight_in) {
-  check_lpips_layer_inputs(a_in, b_in, weight_in, "lpips_layer");
-  const c10::cuda::CUDAGuard guard(a_in.device());
-  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous(), weight = weight_in.contiguous();
-  const int64_t batch = a.size(0), channels = a.size(1), pixels = a.size(2) * a.size(3);
-  auto out = at::empty({batch, 1, a.size(2), a.size(3)}, a.options());
-  if (out.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "lpips_layer_cuda", [&] {
-    forward_kernel<scalar_t><<<cuda::grid_size(out.numel()), cuda::kThreads, 0, cuda::current_stream()>>>(
-        a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
-        out.data_ptr<scalar_t>(), batch, channels, pixels);
+  const auto c = lpips_layer_forward_call(a_in, b_in, weight_in);
+  const c10::cuda::CUDAGuard guard(c.a.device());
+  if (c.out.numel() == 0) return c.out;
+  const int64_t batch = c.a.size(0), channels = c.a.size(1), pixels = c.a.size(2) * c.a.size(3);
+  AT_DISPATCH_FLOATING_TYPES(c.a.scalar_type(), "lpips_layer_cuda", [&] {
+    cuda::launch(forward_kernel<scalar_t>, cuda::grid_size(c.out.numel()), c.a.const_data_ptr<scalar_t>(),
+                 c.b.const_data_ptr<scalar_t>(), c.weight.const_data_ptr<scalar_t>(), c.out.data_ptr<scalar_t>(), batch,
+                 channels, pixels);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out;
+  return c.out;
 }
 
 std::tuple<at::Tensor, at::Tensor> lpips_layer_backward_cuda(const at::Tensor& grad_in, const at::Tensor& a_in,
                                                              const at::Tensor& b_in, const at::Tensor& weight_in,
                                                              bool need_a, bool need_b) {
-  check_lpips_layer_inputs(a_in, b_in, weight_in, "lpips_layer_backward");
-  check_lpips_layer_grad(grad_in, a_in, "lpips_layer_backward");
-  const c10::cuda::CUDAGuard guard(a_in.device());
-  const at::Tensor grad = grad_in.contiguous(), a = a_in.contiguous(), b = b_in.contiguous(),
-                   weight = weight_in.contiguous();
-  at::Tensor da = need_a ? at::empty(a.sizes(), a.options()) : at::empty({0}, a.options());
-  at::Tensor db = need_b ? at::empty(b.sizes(), b.options()) : at::empty({0}, b.options());
-  if ((!need_a && !need_b) || a.numel() == 0) return {da, db};
-  const int64_t batch = a.size(0), channels = a.size(1), pixels = a.size(2) * a.size(3);
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "lpips_layer_backward_cuda", [&] {
-    backward_kernel<scalar_t><<<cuda::grid_size(batch * pixels), cuda::kThreads, 0, cuda::current_stream()>>>(
-        grad.const_data_ptr<scalar_t>(), a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(),
-        weight.const_data_ptr<scalar_t>(), need_a ? da.data_ptr<scalar_t>() : nullptr,
-        need_b ? db.data_ptr<scalar_t>() : nullptr, batch, channels, pixels);
+  const auto c = lpips_layer_backward_call(grad_in, a_in, b_in, weight_in, need_a, need_b);
+  const c10::cuda::CUDAGuard guard(c.a.device());
+  if (!c.any_grad()) return {c.da, c.db};
+  const int64_t batch = c.a.size(0), channels = c.a.size(1), pixels = c.a.size(2) * c.a.size(3);
+  AT_DISPATCH_FLOATING_TYPES(c.a.scalar_type(), "lpips_layer_backward_cuda", [&] {
+    cuda::launch(backward_kernel<scalar_t>, cuda::grid_size(batch * pixels), c.grad.const_data_ptr<scalar_t>(),
+                 c.a.const_data_ptr<scalar_t>(), c.b.const_data_ptr<scalar_t>(), c.weight.const_data_ptr<scalar_t>(),
+                 need_a ? c.da.data_ptr<scalar_t>() : nullptr, need_b ? c.db.data_ptr<scalar_t>() : nullptr, batch,
+                 channels, pixels);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {da, db};
+  return {c.da, c.db};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CUDA, m) {
-  m.impl("lpips_layer", &lpips_layer_cuda);
-  m.impl("lpips_layer_backward", &lpips_layer_backward_cuda);
+  impl_with_backward(m, "lpips_layer", &lpips_layer_cuda, &lpips_layer_backward_cuda);
 }
 
 }  // namespace perceptual_ext

@@ -12,6 +12,7 @@
 #include "common/match_template.h"
 #include "cuda/helpers.h"
 #include "host/match_template_plan.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -94,19 +95,14 @@ __global__ void partials_kernel(const scalar_t* __restrict__ grad, const scalar_
   }
 }
 
-at::Tensor direct_xcorr_cuda(const at::Tensor& input, const at::Tensor& weight) {
+void direct_xcorr_cuda(const at::Tensor& input, const at::Tensor& weight, at::Tensor& out) {
   const int64_t n = input.size(0), ci = input.size(1), in_h = input.size(2), in_w = input.size(3);
   const int64_t o = weight.size(0), h = weight.size(2), w = weight.size(3);
-  const int64_t out_h = in_h - h + 1, out_w = in_w - w + 1;
-  auto out = at::empty({n, o, out_h, out_w}, input.options());
-  if (out.numel() == 0) return out;
+  const int64_t out_h = out.size(2), out_w = out.size(3);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "match_template_direct_cuda", [&] {
-    direct_xcorr_kernel<scalar_t><<<grid_size(out.numel()), kThreads, 0, cuda::current_stream()>>>(
-        input.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, ci, in_h, in_w, o, h, w,
-        out_h, out_w);
+    cuda::launch(direct_xcorr_kernel<scalar_t>, grid_size(out.numel()), input.data_ptr<scalar_t>(),
+                 weight.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, ci, in_h, in_w, o, h, w, out_h, out_w);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out;
 }
 
 void epilogue_cuda(at::Tensor& cross, const at::Tensor& image, const at::Tensor& templ_stats, const at::Tensor& rho,
@@ -119,11 +115,9 @@ void epilogue_cuda(at::Tensor& cross, const at::Tensor& image, const at::Tensor&
   const auto tstats = templ_stats.contiguous();
   const auto rho_c = rho.contiguous();
   AT_DISPATCH_FLOATING_TYPES(cross.scalar_type(), "match_template_epilogue_cuda", [&] {
-    epilogue_kernel<scalar_t><<<grid_size(n * out_h * out_w), kThreads, 0, cuda::current_stream()>>>(
-        cross.data_ptr<scalar_t>(), tables, tstats.data_ptr<double>(), rho_c.data_ptr<double>(), method, n, kk, out_h,
-        out_w);
+    cuda::launch(epilogue_kernel<scalar_t>, grid_size(n * out_h * out_w), cross.data_ptr<scalar_t>(), tables,
+                 tstats.data_ptr<double>(), rho_c.data_ptr<double>(), method, n, kk, out_h, out_w);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 at::Tensor partials_cuda(const at::Tensor& grad, const at::Tensor& cross, const at::Tensor& sat1,
@@ -135,12 +129,10 @@ at::Tensor partials_cuda(const at::Tensor& grad, const at::Tensor& cross, const 
   const auto rho_c = rho.contiguous();
   auto d_templ = at::empty({n * out_h, kk}, cross.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(cross.scalar_type(), "match_template_partials_cuda", [&] {
-    partials_kernel<scalar_t><<<cuda::blocks_for_items(n * out_h), kThreads, 0, cuda::current_stream()>>>(
-        grad.data_ptr<scalar_t>(), cross.data_ptr<scalar_t>(), tables, tstats.data_ptr<double>(),
-        rho_c.data_ptr<double>(), method, n, kk, out_h, out_w, d_cross.data_ptr<scalar_t>(),
-        d_window.data_ptr<double>(), d_templ.data_ptr<double>());
+    cuda::launch(partials_kernel<scalar_t>, cuda::blocks_for_items(n * out_h), grad.data_ptr<scalar_t>(),
+                 cross.data_ptr<scalar_t>(), tables, tstats.data_ptr<double>(), rho_c.data_ptr<double>(), method, n, kk,
+                 out_h, out_w, d_cross.data_ptr<scalar_t>(), d_window.data_ptr<double>(), d_templ.data_ptr<double>());
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return d_templ;
 }
 
@@ -164,8 +156,7 @@ std::tuple<at::Tensor, at::Tensor> match_template_backward_cuda(const at::Tensor
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CUDA, m) {
-  m.impl("match_template", &match_template_cuda);
-  m.impl("match_template_backward", &match_template_backward_cuda);
+  impl_with_backward(m, "match_template", &match_template_cuda, &match_template_backward_cuda);
 }
 
 }  // namespace perceptual_ext

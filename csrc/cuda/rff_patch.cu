@@ -22,6 +22,7 @@
 #include "common/rff_patch.h"
 #include "cuda/helpers.h"
 #include "host/rff_patch_plan.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -221,21 +222,16 @@ at::Tensor rff_patch_features_cuda(const at::Tensor& x_in, const at::Tensor& wei
   auto partial = at::empty({items, plan.features}, x.options());
   // One part per tile (the usual window 32 / stride 16 tiles are 256 pixels): the parts are the sums.
   auto sums = g.parts == 1 ? partial : at::empty({tiles, plan.features}, x.options());
-  const auto stream = cuda::current_stream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rff_patch_features_cuda", [&] {
     const dim3 grid(cuda::blocks_for_items(items), cuda::blocks_for_items((plan.features + kThreads - 1) / kThreads));
-    part_sums_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(g, x.data_ptr<scalar_t>(), weight_t.data_ptr<scalar_t>(),
-                                                              bias.data_ptr<scalar_t>(), partial.data_ptr<scalar_t>(),
-                                                              items);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda::launch(part_sums_kernel<scalar_t>, grid, g, x.data_ptr<scalar_t>(), weight_t.data_ptr<scalar_t>(),
+                 bias.data_ptr<scalar_t>(), partial.data_ptr<scalar_t>(), items);
     if (g.parts > 1) {
-      tile_sums_kernel<scalar_t><<<cuda::grid_size(sums.numel()), kThreads, 0, stream>>>(
-          partial.data_ptr<scalar_t>(), sums.data_ptr<scalar_t>(), sums.numel(), g.parts, plan.features);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      cuda::launch(tile_sums_kernel<scalar_t>, cuda::grid_size(sums.numel()), partial.data_ptr<scalar_t>(),
+                   sums.data_ptr<scalar_t>(), sums.numel(), g.parts, plan.features);
     }
-    window_mean_kernel<scalar_t><<<cuda::grid_size(out.numel()), kThreads, 0, stream>>>(
-        g, sums.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), out.numel(), window);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda::launch(window_mean_kernel<scalar_t>, cuda::grid_size(out.numel()), g, sums.data_ptr<scalar_t>(),
+                 out.data_ptr<scalar_t>(), out.numel(), window);
   });
   return out;
 }
@@ -264,15 +260,12 @@ at::Tensor rff_patch_features_backward_cuda(const at::Tensor& grad_in, const at:
   const int64_t items = plan.tiles() * g.parts;
   // Pixels in no window keep a zero patch gradient.
   auto dpatches = at::zeros({plan.batch, plan.rows.map * plan.cols.map, g.k_total}, x.options());
-  const auto stream = cuda::current_stream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rff_patch_features_backward_cuda", [&] {
-    patch_gradient_kernel<scalar_t><<<cuda::blocks_for_items(items), kThreads, 0, stream>>>(
-        g, x.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(), weight_t.data_ptr<scalar_t>(),
-        bias.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), dpatches.data_ptr<scalar_t>(), items, window);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    input_gradient_kernel<scalar_t><<<cuda::grid_size(dx.numel()), kThreads, 0, stream>>>(
-        g, dpatches.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(), dx.numel());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda::launch(patch_gradient_kernel<scalar_t>, cuda::blocks_for_items(items), g, x.data_ptr<scalar_t>(),
+                 weight.data_ptr<scalar_t>(), weight_t.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
+                 grad.data_ptr<scalar_t>(), dpatches.data_ptr<scalar_t>(), items, window);
+    cuda::launch(input_gradient_kernel<scalar_t>, cuda::grid_size(dx.numel()), g, dpatches.data_ptr<scalar_t>(),
+                 dx.data_ptr<scalar_t>(), dx.numel());
   });
   return dx;
 }
@@ -280,8 +273,7 @@ at::Tensor rff_patch_features_backward_cuda(const at::Tensor& grad_in, const at:
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CUDA, m) {
-  m.impl("rff_patch_features", &rff_patch_features_cuda);
-  m.impl("rff_patch_features_backward", &rff_patch_features_backward_cuda);
+  impl_with_backward(m, "rff_patch_features", &rff_patch_features_cuda, &rff_patch_features_backward_cuda);
 }
 
 }  // namespace perceptual_ext

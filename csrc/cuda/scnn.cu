@@ -15,6 +15,7 @@
 #include "cuda/fp32_reductions.h"
 #include "cuda/helpers.h"
 #include "host/scnn_driver.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -24,7 +25,6 @@ namespace {
 // 34 GFLOP that keep the GPU busy, while the buffers stay far below the composition's maps.
 constexpr scnn::TileSize kTileSize{4 * 1024 * 1024, 16 * 1024 * 1024, 1};
 using cuda::grid_size;
-using cuda::kThreads;
 
 #define PE_DISPATCH(type, name, ...) AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, name, __VA_ARGS__)
 
@@ -119,15 +119,12 @@ __global__ void col2im_kernel(const T* __restrict__ dcols, T* __restrict__ dimag
 }
 
 struct CudaKernels {
-  static cudaStream_t stream() { return cuda::current_stream(); }
-
   static void im2col(const at::Tensor& image, at::Tensor& cols, const scnn::Geometry& g, int64_t p0, bool patch_norm) {
     const int64_t count = cols.size(0);
     PE_DISPATCH(cols.scalar_type(), "scnn_im2col_cuda", [&] {
-      im2col_kernel<scalar_t><<<grid_size(count), kThreads, 0, stream()>>>(
-          image.data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(), g, p0, count, patch_norm);
+      cuda::launch(im2col_kernel<scalar_t>, grid_size(count), image.data_ptr<scalar_t>(), cols.data_ptr<scalar_t>(), g,
+                   p0, count, patch_norm);
     });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   static void relu_pack(at::Tensor& act, const at::Tensor& mask) {
@@ -137,19 +134,18 @@ struct CudaKernels {
     }
     const int64_t pixels = act.size(0), channels = act.size(1);
     PE_DISPATCH(act.scalar_type(), "scnn_relu_cuda", [&] {
-      relu_pack_kernel<scalar_t><<<grid_size(pixels * scnn::mask_words(channels)), kThreads, 0, stream()>>>(
-          act.data_ptr<scalar_t>(), reinterpret_cast<uint32_t*>(mask.data_ptr<int32_t>()), pixels, channels);
+      cuda::launch(relu_pack_kernel<scalar_t>, grid_size(pixels * scnn::mask_words(channels)), act.data_ptr<scalar_t>(),
+                   reinterpret_cast<uint32_t*>(mask.data_ptr<int32_t>()), pixels, channels);
     });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   static void apply_mask(at::Tensor& grad, const at::Tensor& mask) {
     const int64_t pixels = grad.size(0), channels = grad.size(1);
     PE_DISPATCH(grad.scalar_type(), "scnn_mask_cuda", [&] {
-      apply_mask_kernel<scalar_t><<<grid_size(pixels * scnn::mask_words(channels)), kThreads, 0, stream()>>>(
-          grad.data_ptr<scalar_t>(), reinterpret_cast<const uint32_t*>(mask.data_ptr<int32_t>()), pixels, channels);
+      cuda::launch(apply_mask_kernel<scalar_t>, grid_size(pixels * scnn::mask_words(channels)),
+                   grad.data_ptr<scalar_t>(), reinterpret_cast<const uint32_t*>(mask.data_ptr<int32_t>()), pixels,
+                   channels);
     });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   static void pool_accumulate(const at::Tensor& act, at::Tensor& acc, const scnn::Geometry& g, int64_t p0) {
@@ -158,29 +154,26 @@ struct CudaKernels {
     if (rows.first > rows.last) return;
     const int64_t i_first = rows.first, windows = (rows.last - rows.first + 1) * g.pooled_w;
     PE_DISPATCH(act.scalar_type(), "scnn_pool_cuda", [&] {
-      pool_accumulate_kernel<scalar_t><<<grid_size(windows * g.channels), kThreads, 0, stream()>>>(
-          act.data_ptr<scalar_t>(), acc.data_ptr<double>(), g, p0, count, i_first, windows);
+      cuda::launch(pool_accumulate_kernel<scalar_t>, grid_size(windows * g.channels), act.data_ptr<scalar_t>(),
+                   acc.data_ptr<double>(), g, p0, count, i_first, windows);
     });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   static void pool_grad(const at::Tensor& pooled_grad, at::Tensor& grad, const scnn::Geometry& g, int64_t p0) {
     const int64_t count = grad.size(0);
     PE_DISPATCH(grad.scalar_type(), "scnn_pool_grad_cuda", [&] {
-      pool_grad_kernel<scalar_t><<<grid_size(count * g.channels), kThreads, 0, stream()>>>(
-          pooled_grad.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), g, p0, count);
+      cuda::launch(pool_grad_kernel<scalar_t>, grid_size(count * g.channels), pooled_grad.data_ptr<scalar_t>(),
+                   grad.data_ptr<scalar_t>(), g, p0, count);
     });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   static void patch_norm_backward(const at::Tensor& image, at::Tensor& dcols, const scnn::Geometry& g, int64_t p0) {
     const int64_t count = dcols.size(0);
     auto raw = at::empty_like(dcols);  // the raw patches, recomputed from the image
     PE_DISPATCH(dcols.scalar_type(), "scnn_patch_norm_backward_cuda", [&] {
-      patch_norm_backward_kernel<scalar_t><<<grid_size(count), kThreads, 0, stream()>>>(
-          image.data_ptr<scalar_t>(), raw.data_ptr<scalar_t>(), dcols.data_ptr<scalar_t>(), g, p0, count);
+      cuda::launch(patch_norm_backward_kernel<scalar_t>, grid_size(count), image.data_ptr<scalar_t>(),
+                   raw.data_ptr<scalar_t>(), dcols.data_ptr<scalar_t>(), g, p0, count);
     });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   static void col2im_accumulate(const at::Tensor& dcols, at::Tensor& dimage, const scnn::Geometry& g, int64_t p0) {
@@ -188,10 +181,9 @@ struct CudaKernels {
     const auto region = scnn::input_region(g, p0, count);
     const int64_t y_begin = region.y_begin, rows = region.rows(), x_end = region.x_end;
     PE_DISPATCH(dcols.scalar_type(), "scnn_col2im_cuda", [&] {
-      col2im_kernel<scalar_t><<<grid_size(g.in_channels * rows * x_end), kThreads, 0, stream()>>>(
-          dcols.data_ptr<scalar_t>(), dimage.data_ptr<scalar_t>(), g, p0, count, y_begin, rows, x_end);
+      cuda::launch(col2im_kernel<scalar_t>, grid_size(g.in_channels * rows * x_end), dcols.data_ptr<scalar_t>(),
+                   dimage.data_ptr<scalar_t>(), g, p0, count, y_begin, rows, x_end);
     });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };
 
@@ -222,8 +214,7 @@ at::Tensor scnn_features_backward_cuda(const at::Tensor& grad, const at::Tensor&
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CUDA, m) {
-  m.impl("scnn_features", &scnn_features_cuda);
-  m.impl("scnn_features_backward", &scnn_features_backward_cuda);
+  impl_with_backward(m, "scnn_features", &scnn_features_cuda, &scnn_features_backward_cuda);
 }
 
 }  // namespace perceptual_ext

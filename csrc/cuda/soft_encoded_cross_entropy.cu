@@ -14,6 +14,7 @@
 #include "common/soft_encoded_cross_entropy.h"
 #include "cuda/helpers.h"
 #include "host/soft_encoded_cross_entropy_grid.h"
+#include "host/registration.h"
 
 namespace perceptual_ext {
 namespace {
@@ -57,53 +58,37 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad, const scalar_
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& logits_in, const at::Tensor& ab_in,
                                                 const at::Tensor& bins_in, const at::Tensor& weights_in,
                                                 int64_t neighbors, double sigma) {
-  const int64_t classes =
-      sece::check_arguments(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
-  const c10::cuda::CUDAGuard guard(logits_in.device());
-  const auto logits = logits_in.contiguous(), ab = ab_in.contiguous(), bins = bins_in.contiguous(),
-             weights = weights_in.contiguous();
-  const int64_t n = logits.size(0), hw = logits.size(2) * logits.size(3);
-  auto loss = at::empty({n, logits.size(2), logits.size(3)}, logits.options());
-  auto lse = at::empty_like(loss);
-  if (loss.numel() == 0) return {loss, lse};
-  const auto grid = sece::make_grid(bins, logits.device());
-  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "soft_encoded_cross_entropy_cuda", [&] {
-    forward_kernel<scalar_t><<<cuda::grid_size(n * hw), cuda::kThreads, 0, cuda::current_stream()>>>(
-        logits.data_ptr<scalar_t>(), ab.data_ptr<scalar_t>(), bins.data_ptr<scalar_t>(),
-        weights.numel() ? weights.data_ptr<scalar_t>() : nullptr, grid.view(), n, classes, hw,
-        static_cast<int>(neighbors), static_cast<scalar_t>(sigma), loss.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>());
+  const auto c = sece::forward_call(logits_in, ab_in, bins_in, weights_in, neighbors, sigma, {at::kFloat, at::kDouble});
+  const c10::cuda::CUDAGuard guard(c.logits.device());
+  if (c.loss.numel() == 0) return {c.loss, c.lse};
+  AT_DISPATCH_FLOATING_TYPES(c.logits.scalar_type(), "soft_encoded_cross_entropy_cuda", [&] {
+    cuda::launch(forward_kernel<scalar_t>, cuda::grid_size(c.n * c.hw), c.logits.data_ptr<scalar_t>(),
+                 c.ab.data_ptr<scalar_t>(), c.bins.data_ptr<scalar_t>(), c.weights_data<scalar_t>(), c.grid.view(), c.n,
+                 c.classes, c.hw, static_cast<int>(neighbors), static_cast<scalar_t>(sigma),
+                 c.loss.data_ptr<scalar_t>(), c.lse.data_ptr<scalar_t>());
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {loss, lse};
+  return {c.loss, c.lse};
 }
 
 at::Tensor backward_cuda(const at::Tensor& grad_in, const at::Tensor& logits_in, const at::Tensor& ab_in,
                          const at::Tensor& bins_in, const at::Tensor& weights_in, const at::Tensor& lse_in,
                          int64_t neighbors, double sigma) {
-  const int64_t classes =
-      sece::check_backward_arguments(grad_in, logits_in, ab_in, bins_in, weights_in, lse_in, neighbors, sigma);
-  const c10::cuda::CUDAGuard guard(logits_in.device());
-  const auto logits = logits_in.contiguous(), ab = ab_in.contiguous(), bins = bins_in.contiguous(),
-             weights = weights_in.contiguous(), grad = grad_in.contiguous(), lse = lse_in.contiguous();
-  auto out = at::empty_like(logits);
-  if (out.numel() == 0) return out;
-  const auto grid = sece::make_grid(bins, logits.device());
-  const int64_t n = logits.size(0), hw = logits.size(2) * logits.size(3);
-  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "soft_encoded_cross_entropy_backward_cuda", [&] {
-    backward_kernel<scalar_t><<<cuda::grid_size(n * hw), cuda::kThreads, 0, cuda::current_stream()>>>(
-        grad.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), ab.data_ptr<scalar_t>(), bins.data_ptr<scalar_t>(),
-        weights.numel() ? weights.data_ptr<scalar_t>() : nullptr, lse.data_ptr<scalar_t>(), grid.view(), n, classes, hw,
-        static_cast<int>(neighbors), static_cast<scalar_t>(sigma), out.data_ptr<scalar_t>());
+  const auto c = sece::backward_call(grad_in, logits_in, ab_in, bins_in, weights_in, lse_in, neighbors, sigma);
+  const c10::cuda::CUDAGuard guard(c.logits.device());
+  if (c.out.numel() == 0) return c.out;
+  AT_DISPATCH_FLOATING_TYPES(c.logits.scalar_type(), "soft_encoded_cross_entropy_backward_cuda", [&] {
+    cuda::launch(backward_kernel<scalar_t>, cuda::grid_size(c.n * c.hw), c.grad.data_ptr<scalar_t>(),
+                 c.logits.data_ptr<scalar_t>(), c.ab.data_ptr<scalar_t>(), c.bins.data_ptr<scalar_t>(),
+                 c.weights_data<scalar_t>(), c.lse.data_ptr<scalar_t>(), c.grid.view(), c.n, c.classes, c.hw,
+                 static_cast<int>(neighbors), static_cast<scalar_t>(sigma), c.out.data_ptr<scalar_t>());
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out;
+  return c.out;
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(perceptual_ext, CUDA, m) {
-  m.impl("soft_encoded_cross_entropy", &forward_cuda);
-  m.impl("soft_encoded_cross_entropy_backward", &backward_cuda);
+  impl_with_backward(m, "soft_encoded_cross_entropy", &forward_cuda, &backward_cuda);
 }
 
 }  // namespace perceptual_ext

@@ -26,4 +26,12 @@ inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* op,
                    " must have the same dtype, got ", a.scalar_type(), " and ", b.scalar_type());
 }
 
+// An operand tied to `like`: on its device, of its dtype (check_same), and of exactly `sizes`
+// ("op: name must be [2, 3], got [2, 4]").
+inline void check_like(const at::Tensor& t, const char* name, at::IntArrayRef sizes, const at::Tensor& like,
+                       const char* like_name, const char* op) {
+  check_same(like, t, op, like_name, name);
+  TORCH_CHECK(t.sizes() == sizes, op, ": ", name, " must be ", sizes, ", got ", t.sizes());
+}
+
 }  // namespace perceptual_ext

@@ -35,8 +35,9 @@ inline Method parse_method(const std::string& name) {
 // and sat2 [N, 1, H+1, W+1] float64 (undefined when the method does not need them), templ_stats
 // [K, 2] float64 (energy, variance), rho [K, C] float64 (see prepare_template).
 struct DeviceKernels {
-  // out[n, o] = sum_i valid-correlation(input[n, i], weight[o, i])
-  at::Tensor (*direct_xcorr)(const at::Tensor& input, const at::Tensor& weight);
+  // out[n, o] = sum_i valid-correlation(input[n, i], weight[o, i]), into `out` [N, O, Ho, Wo] (contiguous,
+  // never empty), input and weight contiguous.
+  void (*direct_xcorr)(const at::Tensor& input, const at::Tensor& weight, at::Tensor& out);
   // cross -> score, in place, with the window statistics of `image` (contiguous [N, C, H, W]).
   void (*epilogue)(at::Tensor& cross, const at::Tensor& image, const at::Tensor& templ_stats, const at::Tensor& rho,
                    Method method, int64_t h, int64_t w);
@@ -264,8 +265,10 @@ inline at::Tensor xcorr(const at::Tensor& input, const at::Tensor& weight, const
   const double direct = direct_cost(n, ci, o, oh, ow, h, w, k.lanes);
   const double fft =
       fft_cost(n, ci, o, fft_size(input.size(2)), fft_size(input.size(3)), input.scalar_type() == at::kFloat);
-  if (direct <= fft) return k.direct_xcorr(input.contiguous(), weight.contiguous());
-  return fft_xcorr(input, weight);
+  if (direct > fft) return fft_xcorr(input, weight);
+  auto out = at::empty({n, o, oh, ow}, input.options());
+  k.direct_xcorr(input.contiguous(), weight.contiguous(), out);
+  return out;
 }
 
 struct Tables {

@@ -67,12 +67,8 @@ inline Geometry check_forward(const at::Tensor& x, const at::Tensor& first_weigh
                               const at::Tensor& weights, const at::Tensor& biases, int64_t window, int64_t stride) {
   const char* op = "scnn_features";
   const Geometry g = check_and_describe(x, first_weight, weights, window, stride, op);
-  check_same(x, first_bias, op, "x", "first_bias");
-  check_same(x, biases, op, "x", "biases");
-  TORCH_CHECK(first_bias.dim() == 1 && first_bias.size(0) == g.channels, op, ": first_bias must be [", g.channels,
-              "], got ", first_bias.sizes());
-  TORCH_CHECK(biases.dim() == 2 && biases.size(0) == g.depth && biases.size(1) == g.channels, op, ": biases must be [",
-              g.depth, ", ", g.channels, "], got ", biases.sizes());
+  check_like(first_bias, "first_bias", {g.channels}, x, "x", op);
+  check_like(biases, "biases", {g.depth, g.channels}, x, "x", op);
   return g;
 }
 
@@ -80,11 +76,7 @@ inline Geometry check_backward(const at::Tensor& grad, const at::Tensor& x, cons
                                const at::Tensor& weights, const at::Tensor& masks, int64_t window, int64_t stride) {
   const char* op = "scnn_features_backward";
   const Geometry g = check_and_describe(x, first_weight, weights, window, stride, op);
-  check_same(x, grad, op, "x", "grad");
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == g.batch && grad.size(1) == g.channels && grad.size(2) == g.pooled_h &&
-                  grad.size(3) == g.pooled_w,
-              op, ": grad must be [", g.batch, ", ", g.channels, ", ", g.pooled_h, ", ", g.pooled_w, "], got ",
-              grad.sizes());
+  check_like(grad, "grad", {g.batch, g.channels, g.pooled_h, g.pooled_w}, x, "x", op);
   TORCH_CHECK(masks.scalar_type() == at::kInt && masks.device() == x.device(), op, ": masks must be int32 on ",
               x.device());
   TORCH_CHECK(masks.dim() == 4 && masks.size(0) == g.batch && masks.size(1) == g.depth + 1 &&

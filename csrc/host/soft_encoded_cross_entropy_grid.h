@@ -1,4 +1,5 @@
-// Host side of soft_encoded_cross_entropy: argument checks and the bins' grid lookup table.
+// Host side of soft_encoded_cross_entropy: argument checks, the bins' grid lookup table, and each
+// call's contiguous tensors and outputs (ForwardCall, BackwardCall), shared by the CPU and CUDA kernels.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -119,6 +120,66 @@ inline int64_t check_backward_arguments(const at::Tensor& grad, const at::Tensor
   TORCH_CHECK(lse.sizes() == expected, op, ": lse must be [N, H, W] = ", at::IntArrayRef(expected), ", got ",
               lse.sizes());
   return classes;
+}
+
+// One call's tensors, checked and contiguous, with its outputs allocated (uninitialized) and the
+// bins' grid built where there is work: the kernels of both devices start from these.
+struct Inputs {
+  int64_t classes = 0, n = 0, hw = 0;  // Q, N and the H W pixels of an image
+  at::Tensor logits, ab, bins, weights;
+  HostGrid grid;  // empty when the output is
+
+  // weights' data, or null for no rebalancing (weights [0]).
+  template <typename T>
+  const T* weights_data() const {
+    return weights.numel() ? weights.data_ptr<T>() : nullptr;
+  }
+};
+
+inline Inputs contiguous_inputs(int64_t classes, const at::Tensor& logits, const at::Tensor& ab, const at::Tensor& bins,
+                                const at::Tensor& weights) {
+  Inputs in;
+  in.classes = classes;
+  in.logits = logits.contiguous();
+  in.ab = ab.contiguous();
+  in.bins = bins.contiguous();
+  in.weights = weights.contiguous();
+  in.n = logits.size(0);
+  in.hw = logits.size(2) * logits.size(3);
+  return in;
+}
+
+// The forward op: loss and lse [N, H, W].
+struct ForwardCall : Inputs {
+  at::Tensor loss, lse;
+};
+
+inline ForwardCall forward_call(const at::Tensor& logits, const at::Tensor& ab, const at::Tensor& bins,
+                                const at::Tensor& weights, int64_t neighbors, double sigma,
+                                std::initializer_list<at::ScalarType> dtypes) {
+  const int64_t classes = check_arguments(logits, ab, bins, weights, neighbors, sigma, dtypes);
+  ForwardCall c{contiguous_inputs(classes, logits, ab, bins, weights)};
+  c.loss = at::empty({c.n, logits.size(2), logits.size(3)}, logits.options());
+  c.lse = at::empty_like(c.loss);
+  if (c.loss.numel() > 0) c.grid = make_grid(c.bins, logits.device());
+  return c;
+}
+
+// The backward op: grad and lse [N, H, W] (contiguous) in, out = d logits [N, Q, H, W].
+struct BackwardCall : Inputs {
+  at::Tensor grad, lse, out;
+};
+
+inline BackwardCall backward_call(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& ab,
+                                  const at::Tensor& bins, const at::Tensor& weights, const at::Tensor& lse,
+                                  int64_t neighbors, double sigma) {
+  const int64_t classes = check_backward_arguments(grad, logits, ab, bins, weights, lse, neighbors, sigma);
+  BackwardCall c{contiguous_inputs(classes, logits, ab, bins, weights)};
+  c.grad = grad.contiguous();
+  c.lse = lse.contiguous();
+  c.out = at::empty_like(c.logits);
+  if (c.out.numel() > 0) c.grid = make_grid(c.bins, logits.device());
+  return c;
 }
 
 }  // namespace soft_encoded_cross_entropy

@@ -7,6 +7,7 @@ many DDP processes share the batch (each process takes its slice of the global o
 """
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
@@ -21,7 +22,7 @@ from .images import SAMPLE_IMAGES, load_image, sample_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: RGB samples of scikit-image used when no folder is given (the grayscale ones are converted).
-DEFAULT_SAMPLES = SAMPLE_IMAGES
+DEFAULT_SAMPLES = ("astronaut", "camera", "coffee", "chelsea", "brick", "grass", "gravel", "rocket", "text", "coins")
 
 
 def list_images(folder: str) -> List[str]:
@@ -61,7 +62,6 @@ def upsample_bicubic(lr: Tensor, scale: int) -> Tensor:
     return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0, 1)
 
 
-
 T = TypeVar("T")
 
 
@@ -84,6 +84,12 @@ def load_skipping(load: Callable[[int], T], index: int, count: int, item: str = 
             if failures >= count:
                 raise ValueError(f"no {item} of {whole} can be decoded") from exc
             index = (index + 1) % count
+
+
+@functools.lru_cache(maxsize=16)
+def _decoded_sample(name: str) -> Tensor:
+    # Bundled samples are decoded once per process, not once per crop (callers never write into it).
+    return sample_image(name, channels=3)
 
 
 class ImageCrops(Dataset):
@@ -138,7 +144,7 @@ class ImageCrops(Dataset):
         return len(self.sources)
 
     def _load(self, source: str) -> Tensor:
-        return sample_image(source, channels=3) if self.from_samples else load_image(source, channels=3)
+        return _decoded_sample(source) if self.from_samples else load_image(source, channels=3)
 
     def _crop(self, image: Tensor, rng: np.random.Generator) -> Tensor:
         _, h, w = image.shape

@@ -10,7 +10,11 @@ import torch
 from torch import Tensor
 
 # scikit-image ships these inside the package: no download at run time.
-SAMPLE_IMAGES = ("astronaut", "camera", "coffee", "chelsea", "brick", "grass", "gravel", "rocket", "text", "coins")
+SAMPLE_IMAGES = ("astronaut", "camera", "coffee", "chelsea", "brick", "grass", "gravel", "rocket", "text", "coins",
+                 "motorcycle")
+# The colour photographs among them ("motorcycle" is the left view of skimage's stereo_motorcycle).
+COLOUR_SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")
+_LOADERS = {"motorcycle": lambda data: data.stereo_motorcycle()[0]}
 
 
 def _to_tensor(array: np.ndarray, channels: Optional[int]) -> Tensor:
@@ -47,7 +51,8 @@ def sample_image(name: str, channels: Optional[int] = None, size: Optional[int] 
         raise ValueError(f"name must be one of {SAMPLE_IMAGES}, got {name!r}")
     import skimage.data
 
-    t = _to_tensor(getattr(skimage.data, name)(), channels)
+    load = _LOADERS.get(name, lambda data: getattr(data, name)())
+    t = _to_tensor(load(skimage.data), channels)
     return center_resize(t, size) if size else t
 
 
@@ -83,6 +88,41 @@ def image_grid(images, padding: int = 2, pad_value: float = 1.0) -> Tensor:
         grid[:, :im.shape[1], left:left + im.shape[2]] = im
         left += im.shape[2] + padding
     return grid
+
+
+def labelled_grid(rows, labels, padding: int = 2, scale: int = 1, header: int = 16) -> Tensor:
+    """Rows of images (each row as :func:`image_grid` lays it out) stacked under a strip of column labels.
+
+    Args:
+        rows: a list of rows, each a list of images [C, H, W]; the columns follow the first row's widths.
+        labels: one caption per column (PIL's default font), written in a white strip above the grid.
+        padding: pixels between images and rows; scale: nearest-neighbour enlargement of the grid.
+
+    Returns:
+        Tensor[3, H, W] in [0, 1], ready for :func:`save_image`.
+    """
+    from PIL import Image, ImageDraw
+
+    grids = [image_grid(row, padding=padding) for row in rows]
+    if not grids:
+        raise ValueError("rows must hold at least one row")
+    grids = [g.expand(3, -1, -1) if g.shape[0] == 1 else g for g in grids]
+    width = max(g.shape[2] for g in grids)
+    body = torch.ones(3, sum(g.shape[1] for g in grids) + padding * (len(grids) - 1), width)
+    top = 0
+    for g in grids:
+        body[:, top:top + g.shape[1], :g.shape[2]] = g
+        top += g.shape[1] + padding
+    if scale != 1:
+        body = torch.nn.functional.interpolate(body[None], scale_factor=scale, mode="nearest")[0]
+    canvas = Image.new("RGB", (body.shape[2], body.shape[1] + header), "white")
+    canvas.paste(Image.fromarray((body.clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).numpy()), (0, header))
+    draw = ImageDraw.Draw(canvas)
+    left = 0
+    for image, text in zip(rows[0], labels):
+        draw.text((left * scale + 2, 2), text, fill="black")
+        left += image.shape[-1] + padding
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
 
 
 def load_image(path: str, channels: Optional[int] = 3) -> Tensor:

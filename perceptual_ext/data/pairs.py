@@ -30,12 +30,12 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from .. import _checks
-from .datasets import _readable, list_images, load_skipping
-from .images import SAMPLE_IMAGES, center_resize, load_image, refuse_existing, sample_image, save_image
+from .datasets import DEFAULT_SAMPLES, _readable, list_images, load_skipping
+from .images import center_resize, load_image, refuse_existing, sample_image, save_image
 
 SAMPLE_PAIR_KINDS = ("edges", "grey")
-#: the colour samples of scikit-image (the ``"grey"`` built-in set uses these).
-COLOUR_SAMPLES = ("astronaut", "coffee", "chelsea", "rocket")
+#: the colour photographs the ``"grey"`` built-in set is made of.
+GREY_PAIR_SAMPLES = ("astronaut", "coffee", "chelsea", "rocket")
 DIRECTIONS = ("AtoB", "BtoA")
 
 
@@ -68,7 +68,7 @@ def greyscale(image: Tensor) -> Tensor:
 
 @functools.lru_cache(maxsize=8)
 def _sample_pairs(kind: str, size: int) -> Tuple[Tuple[str, Tensor, Tensor], ...]:
-    names = SAMPLE_IMAGES if kind == "edges" else COLOUR_SAMPLES
+    names = DEFAULT_SAMPLES if kind == "edges" else GREY_PAIR_SAMPLES
     pairs = []
     for name in names:
         photo = center_resize(sample_image(name, channels=3), size)

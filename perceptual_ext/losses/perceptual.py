@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from .. import _checks
 from ..features import VGG16Features
 from ..ops import gram
+from ._statistics import Statistics, mean_over_targets, squared_distance
 
 FEATURES = ("l2", "gram", "both")
 
@@ -78,16 +79,34 @@ class PerceptualLoss(nn.Module):
                 target.shape[0] not in (1, input.shape[0]):
             raise ValueError(f"input [N, C, H, W] and target [N or 1, C, H, W] must agree, got {tuple(input.shape)} "
                              f"and {tuple(target.shape)}")
-        fx, fy = self.vgg(input), self._target_features(target)
-        total = input.new_zeros(input.shape[0])
+        distance = squared_distance(self._statistics(self.vgg(input)), self._statistics(self._target_features(target)))
+        return _checks.reduce(distance, self.reduction)
+
+    def _statistics(self, features: dict) -> Statistics:
+        """(factor, statistic) per term: λ_i/(C_i H_i W_i) with F_i, and w_s λ_i with G(F_i)."""
+        terms = []
         for name, weight in zip(self.vgg.layers, self.layer_weights):
-            a, b = fx[name], fy[name]
+            f = features[name]
             if self.feature in ("l2", "both"):
-                total = total + weight * (a - b).square().flatten(1).mean(dim=1)
+                terms.append((weight / f[0].numel(), f))
             if self.feature in ("gram", "both"):
-                style = (gram(a) - gram(b)).square().sum(dim=(1, 2))
-                total = total + (self.style_weight * weight) * style
-        return _checks.reduce(total, self.reduction)
+                terms.append((self.style_weight * weight, gram(f)))
+        return terms
+
+    def mean_over_targets(self, targets: Tensor) -> Callable[[Tensor], Tensor]:
+        r"""``x -> mean_k loss(x, targets[k])`` (then reduced over x's batch), with the targets'
+        VGG features computed once: the loss is a squared distance between features and Gram
+        matrices, so the mean over targets is the distance to their mean plus their spread
+        (exact; see :mod:`perceptual_ext.losses._statistics`). The targets get no gradient.
+
+        Example:
+            >>> loss_fn = PerceptualLoss(layers=("relu1_2",))
+            >>> crops = torch.rand(9, 3, 32, 32)
+            >>> objective = loss_fn.mean_over_targets(crops)   # == loss_fn(x.expand_as(crops), crops)
+            >>> objective(torch.rand(1, 3, 32, 32)).shape
+            torch.Size([])
+        """
+        return mean_over_targets(lambda x: self._statistics(self.vgg(x)), targets, self.reduction)
 
     def extra_repr(self) -> str:
         return (f"feature={self.feature!r}, layer_weights={self.layer_weights}, style_weight={self.style_weight}, "

@@ -1,14 +1,13 @@
 """S-CNN feature loss: MSE of the pooled features of a random shallow wide CNN (seed 004 §1.2)."""
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import Tensor, nn
 
 from .. import _checks
 from ..features import SCNN
-
-
-def _per_sample_mse(a: Tensor, b: Tensor) -> Tensor:
-    return (a - b).square().flatten(1).mean(dim=1)
+from ._statistics import Statistics, mean_over_targets, squared_distance
 
 
 class SCNNLoss(nn.Module):
@@ -47,7 +46,16 @@ class SCNNLoss(nn.Module):
         if input.shape != target.shape:
             raise ValueError(f"input and target must have the same shape, got {tuple(input.shape)} and "
                              f"{tuple(target.shape)}")
-        return _checks.reduce(_per_sample_mse(self.scnn(input), self.scnn(target)), self.reduction)
+        return _checks.reduce(squared_distance(self._statistics(input), self._statistics(target)), self.reduction)
+
+    def _statistics(self, x: Tensor) -> Statistics:
+        features = self.scnn(x)
+        return [(1.0 / features[0].numel(), features)]
+
+    def mean_over_targets(self, targets: Tensor) -> Callable[[Tensor], Tensor]:
+        """``x -> mean_k loss(x, targets[k])`` with the targets' features computed once (exact: see
+        :meth:`PerceptualLoss.mean_over_targets`). The targets get no gradient."""
+        return mean_over_targets(self._statistics, targets, self.reduction)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"

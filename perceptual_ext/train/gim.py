@@ -163,9 +163,12 @@ def gim_experiment(image: Tensor, losses: Union[Sequence[str], Mapping[str, Call
     for name, spec in specs.items():
         loss_fn = _loss_module(spec, vgg_weights, seed, loss_kwargs.get(name), dev)
 
-        def objective(x: Tensor, loss_fn=loss_fn) -> Tensor:
-            # one call on the batch of K pairs: mean over the crops (eq. 1), one draw of random features
-            return loss_fn(x.expand_as(crops), crops)
+        if hasattr(loss_fn, "mean_over_targets"):  # the crops' features once, x's once per step
+            objective = loss_fn.mean_over_targets(crops)
+        else:
+            def objective(x: Tensor, loss_fn=loss_fn) -> Tensor:
+                # one call on the batch of K pairs: mean over the crops (eq. 1), one draw of random features
+                return loss_fn(x.expand_as(crops), crops)
 
         start = time.perf_counter()
         result = optimize_image(objective, mean, steps, lr, optimizer=optimizer,
