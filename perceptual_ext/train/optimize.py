@@ -134,8 +134,8 @@ def _loss_closure(loss_fn: Callable[[Tensor], Tensor], image: Tensor, opt, first
 
     L-BFGS runs one iteration per step, and each iteration starts by evaluating the loss at the
     point where the previous line search ended, which that search has usually evaluated already.
-    The closure keeps its last evaluation (pixels, loss, gradient) and answers a repeat from it,
-    which halves the loss evaluations of a typical L-BFGS run and returns the same numbers.
+    The closure keeps its last evaluation (pixels, loss, gradient) and answers a repeat from it:
+    the same numbers, one evaluation fewer for every step whose clamp moved no pixel.
     """
     last: dict = {}
 
