@@ -52,7 +52,7 @@ FULL = {
     "gram": [(128, 100, {}), (256, 20, {})], "gram_lr": 0.05,
     "scnn": [(64, 150, {}), (128, 60, {}), (256, 25, {})], "scnn_lr": 0.05, "scnn_channels": 256, "scnn_depth": 2,
     # style transfer: a 256² crop of chelsea, patch-MMD style term (random VGG16 content term), Adam
-    "style_size": 256, "style_steps": 60, "style_weight": 100.0, "style_lr": 0.02,
+    "style_size": 256, "style_steps": 60, "style_weight": 100.0, "style_lr": 0.05,
     "gim_crop": 96, "gim_steps": 40, "gim_lr": 0.02, "gim_swd_nhoods": 256,
     "match_size": 512, "match_templ": 48,
     "timing_rounds": 2,
