@@ -5,10 +5,12 @@ Stages (each prints what it does, then its time and numbers; optimizations show 
 1. the fused ops' time for one forward+backward against the plain PyTorch composition (and OpenCV
    for template matching), at sizes the stages below use;
 2. texture synthesis of `gravel` (256²) side by side with the exemplar, with three losses: patch MMD,
-   Gram matrices of VGG16 features (random weights unless --vgg-weights names torchvision's file)
-   and the S-CNN, in phases (coarse to fine, or a narrowing patch-MMD kernel; see FULL);
-3. style transfer by optimization: `chelsea` in the style of `gravel` (Johnson et al.'s loss);
-4. the GIM experiment (seed 004): the image that minimizes the mean loss to nine shifted 128² crops
+   Gram matrices of VGG16 features (random weights unless --vgg-weights names torchvision's file;
+   texture_loss's relu1_1..relu3_1) and the S-CNN, in phases (coarse to fine, or a narrowing
+   patch-MMD kernel; see FULL);
+3. style transfer by optimization: a 256² `chelsea` in the style of `gravel` (a patch-MMD style term
+   and a VGG16 relu2_2 content term: `style_transfer(..., style_loss="mmd")`);
+4. the GIM experiment (seed 004): the image that minimizes the mean loss to nine shifted 96² crops
    of `astronaut`, for MSE (the blurry mean), patch MMD and MMD++, scored by SWD and PSNR;
 5. template matching (NCC) of three patches of a noisy 512² `camera`, boxes where they were found.
 
@@ -17,7 +19,7 @@ numbers printed here) and demo_out/summary.png (the sheet in one picture) are wr
 The last line names the sheet. A stage whose module is missing from this build is reported as
 skipped and the demo exits with status 1.
 
-    python scripts/demo.py [--out DIR] [--vgg-weights vgg16-397923af.pth] [--quick]
+    python scripts/demo.py [--out DIR] [--vgg-weights vgg16-397923af.pth] [--quick] [--threads N]
 """
 from __future__ import annotations
 
@@ -46,19 +48,21 @@ FULL = {
     # previous result (upscaled when the size grows); the patch-MMD kernel narrows from σ = 0.15
     # (which moves noise towards the texture) to 0.06 (the paper's, sharper details)
     "mmd": [(256, 40, {"sigma": 0.15}), (256, 60, {"sigma": 0.06})], "mmd_lr": 0.05,
-    "gram": [(64, 60, {}), (128, 25, {}), (256, 8, {})], "gram_lr": 0.05,
+    # Gram: relu1_1..relu3_1 weighted 100:10:1 (texture_loss's default), 128² then refined at 256²
+    "gram": [(128, 100, {}), (256, 20, {})], "gram_lr": 0.05,
     "scnn": [(64, 150, {}), (128, 60, {}), (256, 25, {})], "scnn_lr": 0.05, "scnn_channels": 256, "scnn_depth": 2,
-    "style_size": 256, "style_steps": 30, "style_weight": 1e3,
-    "gim_crop": 128, "gim_steps": 60, "gim_swd_nhoods": 256,
+    # style transfer: a 256² crop of chelsea, patch-MMD style term (random VGG16 content term), Adam
+    "style_size": 256, "style_steps": 60, "style_weight": 100.0, "style_lr": 0.05,
+    "gim_crop": 96, "gim_steps": 40, "gim_lr": 0.02, "gim_swd_nhoods": 256,
     "match_size": 512, "match_templ": 48,
-    "timing_rounds": 3,
+    "timing_rounds": 2,
 }
 QUICK = {
     "mmd": [(32, 3, {"sigma": 0.15}), (32, 2, {"sigma": 0.06})], "mmd_lr": 0.05,
     "gram": [(16, 2, {}), (32, 1, {})], "gram_lr": 0.05,
     "scnn": [(16, 3, {}), (32, 2, {})], "scnn_lr": 0.05, "scnn_channels": 16, "scnn_depth": 1,
-    "style_size": 32, "style_steps": 2, "style_weight": 1e3,
-    "gim_crop": 32, "gim_steps": 2, "gim_swd_nhoods": 16,
+    "style_size": 32, "style_steps": 2, "style_weight": 100.0, "style_lr": 0.02,
+    "gim_crop": 32, "gim_steps": 2, "gim_lr": 0.02, "gim_swd_nhoods": 16,
     "match_size": 128, "match_templ": 12,
     "timing_rounds": 1,
 }
@@ -179,19 +183,16 @@ class Demo:
         return f"{len(history)} steps, 3x3 patches, 1024 random Fourier features, one window over the image"
 
     def texture_gram(self) -> str:
-        from perceptual_ext.train.synthesis import make_loss
+        from perceptual_ext.train.synthesis import GRAM_TEXTURE_LAYERS, texture_loss
 
-        vgg = make_loss("gram", vgg_weights=self.vgg_weights, seed=0)
-
-        def loss_at(size, options):  # grey image, VGG wants three channels
-            return lambda x, t: vgg(x.expand(-1, 3, -1, -1), t.expand(-1, 3, -1, -1))
-
-        image, history = self._synthesize(loss_at, self.s["gram"], self.s["gram_lr"], "Gram/VGG16")
+        image, history = self._synthesize(
+            lambda size, options: texture_loss("gram", size, vgg_weights=self.vgg_weights, loss_kwargs=options),
+            self.s["gram"], self.s["gram_lr"], "Gram/VGG16")
         weights = "trained" if self.vgg_weights else "random"
         self.textures.append((image, f"Gram, {weights} VGG16"))
         save_image(image, os.path.join(self.out, "texture_gram.png"))
         self.log(f"Gram loss {history[0]:.3g} -> {history[-1]:.3g} ({len(history)} Adam steps, {weights} VGG16,"
-                 f" relu1_2..relu4_3)")
+                 f" {', '.join(GRAM_TEXTURE_LAYERS)})")
         return f"{len(history)} steps, {weights} VGG16 weights"
 
     def texture_scnn(self) -> str:
@@ -214,11 +215,12 @@ class Demo:
         from perceptual_ext.train import style_transfer
         from perceptual_ext.train.synthesis import fit_to
 
-        content = sample_image("chelsea", channels=3)
+        content = sample_image("chelsea", channels=3, size=self.s["style_size"])
         style = sample_image(TEXTURE, channels=3)
-        result = style_transfer(content, style, size=self.s["style_size"], steps=self.s["style_steps"],
-                                style_weight=self.s["style_weight"], optimizer="lbfgs", lr=1.0,
-                                vgg_weights=self.vgg_weights, seed=0, progress=self.bar("style transfer"))
+        result = style_transfer(content, style, steps=self.s["style_steps"], style_loss="mmd",
+                                style_weight=self.s["style_weight"], optimizer="adam", lr=self.s["style_lr"],
+                                lr_decay="cosine", vgg_weights=self.vgg_weights, seed=0,
+                                progress=self.bar("style transfer"))
         image = result.image
         h, w = image.shape[-2:]
         content_small = F.interpolate(content[None], size=(h, w), mode="bicubic", antialias=True,
@@ -228,15 +230,15 @@ class Demo:
                   f"content (chelsea), style ({TEXTURE}), result: {w}x{h}")
         save_image(image, os.path.join(self.out, "style_chelsea.png"))
         self.log(f"objective {result.history[0]:.3g} -> {result.history[-1]:.3g} in {len(result.history)}"
-                 f" L-BFGS steps (style weight {self.s['style_weight']:g})")
-        return f"{w}x{h}, {len(result.history)} L-BFGS steps"
+                 f" Adam steps (patch-MMD style term, weight {self.s['style_weight']:g}; relu2_2 content term)")
+        return f"{w}x{h}, {len(result.history)} Adam steps"
 
     def gim(self) -> str:
         from perceptual_ext.train import gim_experiment
 
         crop = self.s["gim_crop"]
         result = gim_experiment(sample_image("astronaut", channels=3), losses=("mmd", "mmdpp"), crop_size=crop,
-                                steps=self.s["gim_steps"], lr=0.01, seed=0,
+                                steps=self.s["gim_steps"], lr=self.s["gim_lr"], seed=0,
                                 swd_kwargs={"nhoods_per_image": self.s["gim_swd_nhoods"]}, progress=self.progress)
         tiles = [result.crops[0], result.mean[0], result.images["mmd"][0], result.images["mmdpp"][0]]
         scale = max(1, -(-256 // crop))  # nearest-neighbour upscaling to >= 256 px, pixels kept visible
@@ -294,8 +296,8 @@ class Demo:
                    f"({self._phases('gram')})"), self.texture_gram),
             (Stage("texture: S-CNN", f"synthesizing {TEXTURE} with the S-CNN loss ({self._phases('scnn')})"),
              self.texture_scnn),
-            (Stage("style transfer", f"chelsea in the style of {TEXTURE}, {s['style_steps']} L-BFGS steps on a "
-                   f"{weights} VGG16"), self.style_transfer),
+            (Stage("style transfer", f"chelsea in the style of {TEXTURE}: patch-MMD style term, {weights} VGG16 "
+                   f"content term, {s['style_steps']} Adam steps"), self.style_transfer),
             (Stage("GIM", f"the image closest to 9 shifted {s['gim_crop']}² crops of astronaut under patch MMD "
                    "and MMD++, scored by SWD"), self.gim),
             (Stage("template matching", "NCC of three templates over a noisy camera, peaks by find_peaks"),
@@ -314,6 +316,19 @@ class Demo:
             print(f"      {stage.seconds:.1f} s (CPU {stage.cpu_seconds:.1f} s): {stage.summary}", flush=True)
             stages.append(stage)
         return stages
+
+
+def idle_cores() -> int:
+    """The cores the 1-minute load average leaves idle, at least 1: on a busy machine a second torch
+    thread waits for a core at every parallel region. Measured on this project's 2-core machine, one
+    forward+backward at 256²: quiet, 2 threads took 0.56x (VGG16 to relu3_1), 0.93x (patch MMD) and
+    0.51x (S-CNN) the time of 1 thread; at load 8, 2.1x, 4.8x and 0.86x."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return cores
+    return max(1, min(cores, int(cores - load + 0.5)))
 
 
 def best_time(run: Callable[[], object], rounds: int) -> float:
@@ -414,8 +429,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="torchvision VGG16 weights file for the Gram and style stages "
                              "(default $PERCEPTUAL_EXT_VGG16, else a random VGG16)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and steps (a smoke test, not pictures)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: the cores the load average leaves idle, at least 1)")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(args.threads if args.threads else idle_cores())
     info = pe.build_info()
     header = (f"perceptual_ext {info['version']}, torch {info['torch_version']}, CUDA compiled: "
               f"{info['cuda_compiled']}, {info['num_threads']} threads, {info['cpu_flags']}")

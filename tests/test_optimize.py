@@ -292,3 +292,55 @@ def test_style_transfer_decreases_objective():
     assert adam.history[-1] < adam.history[0]
     with pytest.raises(ValueError, match="style_weight must be a number >= 0"):
         style_transfer(content, style, style_weight=-1.0, size=32, steps=1, progress=False)
+
+
+def test_style_objective_gram_equals_the_perceptual_loss_composition():
+    """One shared VGG pass and cached targets give Johnson's objective exactly as PerceptualLoss
+    computes its terms (content at relu2_2, Gram at four layers, TV)."""
+    from perceptual_ext.losses.perceptual import PerceptualLoss, TVLoss
+    from perceptual_ext.train import StyleTransferObjective
+
+    g = torch.Generator().manual_seed(0)
+    content, style, x = (torch.rand(1, 3, 32, 40, generator=g) for _ in range(3))
+    objective = StyleTransferObjective(content, style, content_weight=2.0, style_weight=5.0, tv_weight=1e-3, seed=3)
+    expected = (2.0 * PerceptualLoss(layers=("relu2_2",), feature="l2", seed=3)(x, content)
+                + 5.0 * PerceptualLoss(feature="gram", seed=3)(x, style) + 1e-3 * TVLoss()(x))
+    torch.testing.assert_close(objective(x), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_style_transfer_with_a_patch_mmd_style_term():
+    from perceptual_ext.train import StyleTransferObjective
+
+    content = sample_image("chelsea", channels=3, size=32)
+    style = sample_image("gravel", channels=3)
+    result = style_transfer(content, style, steps=4, style_loss="mmd", style_weight=100.0, optimizer="adam",
+                            lr=0.02, progress=False)
+    assert result.image.shape == (1, 3, 32, 32)
+    assert result.history[-1] < result.history[0]
+    # a non-square content: windows of the short side; the content term is 0 at the content itself
+    wide = sample_image("chelsea", channels=3)[None, :, :24, :40]
+    objective = StyleTransferObjective(wide, torch.rand(1, 3, 24, 40), style_loss="mmd", style_weight=1.0)
+    terms = objective.terms(wide)
+    assert terms["content"] == 0 and terms["style"] > 0
+    assert objective.style_loss.window == 24 and objective.style_loss.stride == 12
+    # a callable style term is called with (input, style)
+    calls = []
+    objective = StyleTransferObjective(wide, wide, style_loss=lambda a, b: calls.append(b.shape) or (a - b).sum())
+    objective(wide)
+    assert calls == [wide.shape]
+    with pytest.raises(ValueError, match="style_loss"):
+        StyleTransferObjective(wide, wide, style_loss="nope")
+    with pytest.raises(TypeError, match="style_loss"):
+        StyleTransferObjective(wide, wide, style_loss=3)
+    with pytest.raises(ValueError, match="content and style must have the same shape"):
+        StyleTransferObjective(wide, wide[..., :20])
+
+
+def test_texture_loss_gram_defaults_to_shallow_weighted_layers():
+    from perceptual_ext.train.synthesis import GRAM_TEXTURE_LAYERS, GRAM_TEXTURE_WEIGHTS, texture_loss
+
+    loss = texture_loss("gram", 32)
+    assert loss.vgg.layers == GRAM_TEXTURE_LAYERS == ("relu1_1", "relu2_1", "relu3_1")
+    assert loss.layer_weights == list(GRAM_TEXTURE_WEIGHTS)
+    own = texture_loss("gram", 32, loss_kwargs={"layers": ("relu2_2",)})
+    assert own.vgg.layers == ("relu2_2",) and own.layer_weights == [1.0]

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .. import _checks
 from ..data.images import center_resize
 from ..losses.factory import LOSSES, build_loss
+from ..ops import gram
 from .optimize import OptimizeResult, optimize_image
 
 #: Losses whose features are average-pooled over windows; texture synthesis pools them globally.
@@ -28,6 +29,12 @@ LOSS_NAMES = tuple(LOSSES) + ("vgg_random",)
 #: Kernel width (per pixel) of the patch-MMD losses in texture synthesis (the paper's 0.06 sees
 #: nothing between noise and a texture).
 TEXTURE_MMD_SIGMA = 0.15
+#: Layers and weights of the ``"gram"`` texture loss in :func:`texture_loss` (Gatys et al.'s texture
+#: layers up to relu3_1, the shallow ones weighted up): with a *random* VGG16, Johnson's
+#: relu1_2..relu4_3 with equal weights turn noise into noise on ``gravel``, these into pebble-sized
+#: light and dark grains (measured: README, "make demo").
+GRAM_TEXTURE_LAYERS = ("relu1_1", "relu2_1", "relu3_1")
+GRAM_TEXTURE_WEIGHTS = (100.0, 10.0, 1.0)
 #: Johnson et al.'s layers for style transfer: l_feat at relu2_2, l_style at four layers.
 CONTENT_LAYERS = ("relu2_2",)
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -97,8 +104,13 @@ def texture_loss(name: str, size: int, window: Optional[int] = None, *, vgg_weig
                  seed: int = 0, loss_kwargs: Optional[dict] = None) -> nn.Module:
     """The loss ``name`` as :func:`synthesize_texture` uses it: pooled losses pool over the whole
     ``size x size`` image unless ``window`` is given (then stride ``window // 2``); the patch-MMD
-    losses get σ = :data:`TEXTURE_MMD_SIGMA` unless ``loss_kwargs`` sets ``sigma``."""
+    losses get σ = :data:`TEXTURE_MMD_SIGMA` unless ``loss_kwargs`` sets ``sigma``; ``"gram"`` gets
+    :data:`GRAM_TEXTURE_LAYERS` and :data:`GRAM_TEXTURE_WEIGHTS` unless ``loss_kwargs`` sets
+    ``layers``."""
     kwargs = dict(loss_kwargs or {})
+    if name == "gram" and "layers" not in kwargs:
+        kwargs["layers"] = GRAM_TEXTURE_LAYERS
+        kwargs.setdefault("layer_weights", GRAM_TEXTURE_WEIGHTS)
     if name in ("mmd", "mmdpp"):
         kwargs.setdefault("sigma", TEXTURE_MMD_SIGMA)
     if name in POOLED_LOSSES:
@@ -198,39 +210,95 @@ class StyleTransferObjective(nn.Module):
     :math:`\ell_{style} = \|G_j(x) - G_j(y)\|_F^2`, :math:`G_j = \phi_j\phi_j^\top / (C_j H_j W_j)`,
     over VGG16 (trained weights from ``vgg_weights``, else a random VGG seeded by ``seed``).
 
+    ``style_loss`` other than ``"gram"`` replaces the Gram sum by another texture loss of the
+    library between x and y_s, pooled over the whole image as :func:`texture_loss` pools it (a
+    non-square image: windows of its short side, half a window apart): with a *random* VGG the Gram
+    term barely moves the content image, while ``"mmd"`` (patch MMD, σ = :data:`TEXTURE_MMD_SIGMA`)
+    or ``"scnn"`` transfer the style's local patches visibly (measured on ``chelsea`` / ``gravel``:
+    README). Their scale differs from the Gram term's, so pick ``style_weight`` for the loss.
+
+    The content and style targets (features and Gram matrices) are computed once, and one VGG pass
+    of ``x`` serves the content and the Gram terms.
+
     Args:
         content (Tensor[1, C, H, W]): the content image y_c.
         style (Tensor[1, C, H, W]): the style image y_s, same size as the content.
         content_weight, style_weight, tv_weight: λ_c, λ_s, λ_TV.
-        content_layers, style_layers: VGG16 layer names.
+        content_layers, style_layers: VGG16 layer names (``style_layers``: of the Gram term).
         vgg_weights: path of torchvision-layout VGG16 weights, or None.
-        seed: seed of the random VGG.
+        seed: seed of the random VGG (and of a named ``style_loss``'s random filters).
+        style_loss: ``"gram"``, another name of :data:`LOSS_NAMES` (``"mmd"``, ``"mmdpp"``,
+            ``"scnn"``, ...) or a callable ``(input, target) -> scalar``.
+        style_loss_kwargs: extra keyword arguments of a named ``style_loss``'s class.
+
+    Example:
+        >>> content, style = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+        >>> objective = StyleTransferObjective(content, style, style_loss="mmd", style_weight=100.0)
+        >>> sorted(objective.terms(content))
+        ['content', 'style', 'tv']
     """
 
     def __init__(self, content: Tensor, style: Tensor, content_weight: float = 1.0, style_weight: float = 5.0,
                  tv_weight: float = 1e-6, content_layers: Sequence[str] = CONTENT_LAYERS,
-                 style_layers: Sequence[str] = STYLE_LAYERS, vgg_weights: Optional[str] = None, seed: int = 0) -> None:
+                 style_layers: Sequence[str] = STYLE_LAYERS, vgg_weights: Optional[str] = None, seed: int = 0,
+                 style_loss: LossSpec = "gram", style_loss_kwargs: Optional[dict] = None) -> None:
         super().__init__()
-        from ..losses.perceptual import PerceptualLoss, TVLoss
+        from ..features.vgg import VGG16Features
+        from ..losses.perceptual import TVLoss
 
         for value, name in ((content_weight, "content_weight"), (style_weight, "style_weight"),
                             (tv_weight, "tv_weight")):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if content.shape != style.shape:
+            raise ValueError(f"content and style must have the same shape, got {tuple(content.shape)} and "
+                             f"{tuple(style.shape)}")
         self.weights = {"content": float(content_weight), "style": float(style_weight), "tv": float(tv_weight)}
+        self.gram_style = isinstance(style_loss, str) and style_loss == "gram"
+        self.content_layers = tuple(content_layers)
+        self.style_layers = tuple(style_layers) if self.gram_style else ()
+        layers = tuple(dict.fromkeys(self.content_layers + self.style_layers))
+        self.vgg = VGG16Features(layers=layers, weights=vgg_weights, seed=seed)
         self.register_buffer("content", content.detach())
         self.register_buffer("style", style.detach())
-        self.content_loss = PerceptualLoss(layers=tuple(content_layers), feature="l2", weights=vgg_weights, seed=seed)
-        self.style_loss = PerceptualLoss(layers=tuple(style_layers), feature="gram", weights=vgg_weights, seed=seed)
+        with torch.no_grad():
+            content_features = self.vgg(self.content)
+            style_features = self.vgg(self.style) if self.style_layers else {}
+        for name in self.content_layers:
+            self.register_buffer(f"content_{name}", content_features[name])
+        for name in self.style_layers:
+            self.register_buffer(f"gram_{name}", gram(style_features[name]))
+        self.style_loss = None
+        if not self.gram_style:
+            if isinstance(style_loss, str):
+                _checks.choice(style_loss, "style_loss", LOSS_NAMES)
+                h, w = content.shape[-2:]
+                window = None if h == w else min(h, w)
+                style_loss = texture_loss(style_loss, min(h, w), window, vgg_weights=vgg_weights, seed=seed,
+                                          loss_kwargs={"channels": content.shape[1], **(style_loss_kwargs or {})}
+                                          if style_loss in ("mmd", "mmdpp") else style_loss_kwargs)
+            elif not callable(style_loss):
+                raise TypeError(f"style_loss must be 'gram', a name {LOSS_NAMES} or a callable (input, target) -> "
+                                f"scalar, got {type(style_loss).__name__}")
+            self.style_loss = style_loss
         self.tv_loss = TVLoss()
 
     def terms(self, x: Tensor) -> Dict[str, Tensor]:
         """The weighted terms ``{"content", "style", "tv"}`` at image ``x`` (zero weights skipped)."""
         out = {}
+        need_vgg = bool(self.weights["content"]) or (self.gram_style and bool(self.weights["style"]))
+        features = self.vgg(x) if need_vgg else {}
         if self.weights["content"]:
-            out["content"] = self.weights["content"] * self.content_loss(x, self.content)
+            content = sum((features[n] - getattr(self, f"content_{n}")).square().flatten(1).mean(dim=1)
+                          for n in self.content_layers)
+            out["content"] = self.weights["content"] * content.mean()
         if self.weights["style"]:
-            out["style"] = self.weights["style"] * self.style_loss(x, self.style)
+            if self.gram_style:
+                style = sum((gram(features[n]) - getattr(self, f"gram_{n}")).square().sum(dim=(1, 2))
+                            for n in self.style_layers)
+                out["style"] = self.weights["style"] * style.mean()
+            else:
+                out["style"] = self.weights["style"] * self.style_loss(x, self.style.expand_as(x))
         if self.weights["tv"]:
             out["tv"] = self.weights["tv"] * self.tv_loss(x)
         return out
@@ -247,7 +315,8 @@ def style_transfer(content: Tensor, style: Tensor, content_weight: float = 1.0, 
                    size: Optional[int] = None, init: str = "content", vgg_weights: Optional[str] = None,
                    content_layers: Sequence[str] = CONTENT_LAYERS, style_layers: Sequence[str] = STYLE_LAYERS,
                    seed: int = 0, device=None, lr_decay=None, progress: Union[bool, str] = True,
-                   callback=None) -> OptimizeResult:
+                   callback=None, style_loss: LossSpec = "gram",
+                   style_loss_kwargs: Optional[dict] = None) -> OptimizeResult:
     r"""Style transfer by optimization (Gatys et al.) with Johnson et al.'s loss weights.
 
     Minimizes :class:`StyleTransferObjective` over the pixels, from the content image (or noise).
@@ -265,6 +334,9 @@ def style_transfer(content: Tensor, style: Tensor, content_weight: float = 1.0, 
         content_layers, style_layers: VGG16 layers of ℓ_feat and ℓ_style.
         seed: seeds the random VGG, the noise init and the optimization.
         device: where to optimize (default: the content's device).
+        style_loss, style_loss_kwargs: the style term, see :class:`StyleTransferObjective`
+            (``"gram"``: Gatys/Johnson; ``"mmd"`` with ``style_weight≈100``, Adam ``lr≈0.02``:
+            what ``make demo`` shows with a random VGG).
 
     Returns:
         :class:`OptimizeResult` with the stylized image, the content's shape.
@@ -285,7 +357,7 @@ def style_transfer(content: Tensor, style: Tensor, content_weight: float = 1.0, 
         content = resize_short_side(content, _checks.positive_int(size, "size"))
     style = fit_to(style.to(dev, content.dtype), *content.shape[-2:])
     objective = StyleTransferObjective(content, style, content_weight, style_weight, tv_weight, content_layers,
-                                       style_layers, vgg_weights, seed).to(dev)
+                                       style_layers, vgg_weights, seed, style_loss, style_loss_kwargs).to(dev)
     start = content if init == "content" else _noise_like(content, seed)
     label = progress if isinstance(progress, str) else ("stylize" if progress else False)
     return optimize_image(objective, start, steps, lr, optimizer=optimizer, callback=callback, progress=label,
@@ -293,4 +365,5 @@ def style_transfer(content: Tensor, style: Tensor, content_weight: float = 1.0, 
 
 
 __all__ = ["synthesize_texture", "texture_loss", "texture_init", "style_transfer", "StyleTransferObjective",
-           "texture_target", "make_loss", "LOSS_NAMES", "POOLED_LOSSES"]
+           "texture_target", "make_loss", "LOSS_NAMES", "POOLED_LOSSES", "GRAM_TEXTURE_LAYERS",
+           "GRAM_TEXTURE_WEIGHTS"]
