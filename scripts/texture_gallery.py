@@ -38,14 +38,15 @@ from perceptual_ext.data import labelled_grid, sample_image, save_image  # noqa:
 from perceptual_ext.data.images import save_text  # noqa: E402
 from perceptual_ext.metrics import swd  # noqa: E402
 from perceptual_ext.train import synthesize_texture  # noqa: E402
+from perceptual_ext.train.synthesis import GRAM_TEXTURE_LAYERS, GRAM_TEXTURE_WEIGHTS  # noqa: E402
 from perceptual_ext.train.synthesis import texture_init, texture_target  # noqa: E402
 
 #: (size, Adam steps, loss options) per phase; "lr" per method.
 SCHEDULES = {
-    # Gatys et al.'s texture layers up to relu3_1, the shallow ones weighted up: with a random VGG16,
-    # Johnson's style layers (relu1_2..relu4_3, equal weights) leave gravel as noise
+    # texture_loss's Gram: Gatys et al.'s layers up to relu3_1, the shallow ones weighted up (with a
+    # random VGG16, Johnson's style layers relu1_2..relu4_3 leave gravel as noise)
     "gram": {"phases": [(64, 150, {}), (128, 100, {}), (256, 30, {})], "lr": 0.05,
-             "options": {"layers": ("relu1_1", "relu2_1", "relu3_1"), "layer_weights": (100.0, 10.0, 1.0)}},
+             "options": {"layers": GRAM_TEXTURE_LAYERS, "layer_weights": GRAM_TEXTURE_WEIGHTS}},
     "scnn": {"phases": [(64, 200, {}), (128, 100, {}), (256, 40, {})], "lr": 0.05,
              "options": {"channels": 256, "depth": 2}},
     "mmd": {"phases": [(256, 120, {"sigma": 0.15}), (256, 120, {"sigma": 0.06})], "lr": 0.05},
