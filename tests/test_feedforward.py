@@ -10,7 +10,8 @@ import torch
 from _helpers import ddp_and_single_checkpoints
 
 from perceptual_ext import cli
-from perceptual_ext.data import ImageCrops, StepSampler, load_image, sample_image, save_image, upsample_bicubic
+from perceptual_ext.data import (COLOUR_SAMPLES, SAMPLE_IMAGES, ImageCrops, StepSampler, load_image, sample_image,
+                                  save_image, upsample_bicubic)
 from perceptual_ext.models import SRCNN, StyleTransformNet, SuperResolutionNet
 from perceptual_ext.train import load_checkpoint, load_transform_net, train_sr, train_style
 from perceptual_ext.train import checkpoint as train_checkpoint
@@ -26,6 +27,25 @@ def image_dir(tmp_path_factory):
     for name in ("astronaut", "coffee", "chelsea", "rocket", "brick"):
         save_image(sample_image(name, channels=3, size=48), str(folder / f"{name}.png"))
     return str(folder)
+
+
+def test_colour_samples_and_the_motorcycle():
+    """COLOUR_SAMPLES are the bundled colour photographs (channels differ), all of SAMPLE_IMAGES;
+    "motorcycle" is the left view of scikit-image's stereo pair, and crops of it are cached copies."""
+    import skimage.data
+
+    assert set(COLOUR_SAMPLES) <= set(SAMPLE_IMAGES) and "motorcycle" in COLOUR_SAMPLES
+    for name in COLOUR_SAMPLES:
+        image = sample_image(name)
+        assert image.shape[0] == 3 and not torch.equal(image[0], image[1]), name
+    left = torch.from_numpy(skimage.data.stereo_motorcycle()[0]).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(sample_image("motorcycle"), left)
+    crops = ImageCrops(None, 32, samples=("motorcycle",), seed=0)
+    first = crops[(0, 0)]["image"]
+    first.mul_(0)  # the caller owns its crop: the decoded sample behind it stays intact
+    fresh = ImageCrops(None, 32, samples=("motorcycle",), seed=0)[(0, 0)]["image"]
+    torch.testing.assert_close(crops[(0, 0)]["image"], fresh)
+    assert crops[(0, 0)]["image"].abs().sum() > 0
 
 
 # --------------------------------------------------------------------------- models
