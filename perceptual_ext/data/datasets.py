@@ -88,7 +88,7 @@ def load_skipping(load: Callable[[int], T], index: int, count: int, item: str = 
 
 @functools.lru_cache(maxsize=16)
 def _decoded_sample(name: str) -> Tensor:
-    # Bundled samples are decoded once per process, not once per crop (callers never write into it).
+    # Bundled samples are decoded once per process, not once per crop.
     return sample_image(name, channels=3)
 
 
@@ -144,7 +144,8 @@ class ImageCrops(Dataset):
         return len(self.sources)
 
     def _load(self, source: str) -> Tensor:
-        return _decoded_sample(source) if self.from_samples else load_image(source, channels=3)
+        # a copy of the decoded sample (a millisecond, not a decode): a crop may be the whole image
+        return _decoded_sample(source).clone() if self.from_samples else load_image(source, channels=3)
 
     def _crop(self, image: Tensor, rng: np.random.Generator) -> Tensor:
         _, h, w = image.shape
