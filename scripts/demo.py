@@ -145,21 +145,13 @@ class Demo:
         return "speed-ups " + ", ".join(f"{r:.1f}x" for r in ratios)
 
     def _synthesize(self, loss_at: Callable[[int, dict], Callable], schedule, lr: float, label: str):
-        """Texture synthesis in phases ``(size, steps, loss options)``: the exemplar is downscaled to
-        each phase's size, and each phase starts from the previous result (upscaled if the size grows;
-        the first from the exemplar's mean grey plus noise)."""
-        from perceptual_ext.train import synthesize_texture
+        """Texture synthesis in phases ``(size, steps, loss options)`` (synthesize_texture_in_phases);
+        the first texture stage also records the exemplar for the side-by-side picture."""
+        from perceptual_ext.train import synthesize_texture_in_phases
 
         exemplar = sample_image(TEXTURE, channels=1)
-        image, history = None, []
-        for size, steps, options in schedule:
-            target = center_resize(exemplar, size)
-            init = None if image is None else F.interpolate(image, size=(size, size), mode="bicubic",
-                                                            align_corners=False).clamp(0, 1)
-            result = synthesize_texture(target, loss=loss_at(size, options), size=size, steps=steps, lr=lr,
-                                        init=init, lr_decay="cosine", seed=0, progress=self.bar(f"{label} {size}²"))
-            image = result.image
-            history += result.history
+        image, history = synthesize_texture_in_phases(exemplar, schedule, loss_at, lr, lr_decay="cosine", seed=0,
+                                                      progress=self.bar(label))
         if not self.textures:
             self.textures.append((center_resize(exemplar, schedule[-1][0]), "exemplar"))
         return image, history

@@ -28,7 +28,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -37,9 +36,9 @@ import perceptual_ext as pe  # noqa: E402
 from perceptual_ext.data import labelled_grid, sample_image, save_image  # noqa: E402
 from perceptual_ext.data.images import save_text  # noqa: E402
 from perceptual_ext.metrics import swd  # noqa: E402
-from perceptual_ext.train import synthesize_texture  # noqa: E402
+from perceptual_ext.train import synthesize_texture_in_phases  # noqa: E402
 from perceptual_ext.train.synthesis import GRAM_TEXTURE_LAYERS, GRAM_TEXTURE_WEIGHTS  # noqa: E402
-from perceptual_ext.train.synthesis import texture_init, texture_target  # noqa: E402
+from perceptual_ext.train.synthesis import texture_init, texture_loss, texture_target  # noqa: E402
 
 #: (size, Adam steps, loss options) per phase; "lr" per method.
 SCHEDULES = {
@@ -72,20 +71,15 @@ def parse_args(argv=None):
 def synthesize(exemplar, method, schedule, args, vgg_weights):
     """Run the phases of ``schedule`` against ``exemplar`` [1, C, S, S] (downscaled for the coarse
     phases, so every phase sees the same texture); return the final [1, C, S, S] image."""
-    image = None
-    for size, steps, options in schedule["phases"]:
-        size = size * args.size // 256
-        if image is not None and image.shape[-1] != size:
-            image = F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
-        texture = exemplar if size == exemplar.shape[-1] else F.interpolate(
-            exemplar, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-        steps = max(1, round(steps * args.steps_scale))
-        result = synthesize_texture(texture, loss=method, size=size, steps=steps, lr=schedule["lr"], init=image,
-                                    vgg_weights=vgg_weights, seed=args.seed, device=args.device,
-                                    loss_kwargs={**schedule.get("options", {}), **options},
-                                    progress=f"{method} {size}²")
-        image = result.image
-    return image
+    phases = [(size * args.size // 256, max(1, round(steps * args.steps_scale)), options)
+              for size, steps, options in schedule["phases"]]
+
+    def loss_at(size, options):
+        return texture_loss(method, size, vgg_weights=vgg_weights, seed=args.seed,
+                            loss_kwargs={**schedule.get("options", {}), **options})
+
+    return synthesize_texture_in_phases(exemplar, phases, loss_at, schedule["lr"], seed=args.seed, device=args.device,
+                                        progress=method).image
 
 
 def main(argv=None):

@@ -4,6 +4,7 @@ import importlib.util
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from perceptual_ext.data import sample_image
@@ -217,6 +218,33 @@ def test_synthesize_texture_factory_losses(name):
                                 progress=False, loss_kwargs=kwargs)
     assert result.image.shape == (1, 3, 32, 32)
     assert result.history[-1] < result.history[0]
+
+
+def test_synthesize_texture_in_phases_is_the_phases_one_after_another():
+    """Each phase: synthesize_texture on the exemplar's centre square at the phase's size, from the
+    previous result upscaled; the history is every phase's, in order."""
+    from perceptual_ext.data.images import center_resize
+    from perceptual_ext.train import synthesize_texture_in_phases
+    from perceptual_ext.train.synthesis import texture_loss
+
+    texture = sample_image("gravel", channels=3)
+    phases = [(16, 4, {"sigma": 0.15}), (32, 3, {"sigma": 0.15}), (32, 2, {"sigma": 0.06})]
+
+    def loss_at(size, options):
+        return texture_loss("mmd", size, loss_kwargs=options)
+
+    result = synthesize_texture_in_phases(texture, phases, loss_at, 0.05, progress=False)
+    image, history = None, []
+    for size, steps, options in phases:
+        if image is not None and image.shape[-1] != size:
+            image = F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+        step = synthesize_texture(center_resize(texture, size), loss=loss_at(size, options), size=size, steps=steps,
+                                  lr=0.05, init=image, progress=False)
+        image, history = step.image, history + step.history
+    assert result.image.shape == (1, 3, 32, 32) and len(result.history) == 9
+    assert torch.equal(result.image, image) and result.history == history
+    with pytest.raises(ValueError, match="phases"):
+        synthesize_texture_in_phases(texture, [], loss_at, progress=False)
 
 
 def test_gim_crops_and_mse_stays_at_the_mean():

@@ -18,11 +18,12 @@ from .pix2pix import train_pix2pix
 from .style import train_style
 from .superres import evaluate_sr, format_sr_table, train_sr
 from .gim import GIMResult, gim_experiment
-from .synthesis import StyleTransferObjective, style_transfer, synthesize_texture
+from .synthesis import StyleTransferObjective, style_transfer, synthesize_texture, synthesize_texture_in_phases
 
 __all__ = ["evaluate_sr", "format_sr_table", "load_checkpoint", "load_transform_net", "save_checkpoint",
            "train_sr", "train_style", "transform_files", "write_json",
            "train_colorization", "load_colorization_net", "colorize_files",
-           "optimize_image", "OptimizeResult", "synthesize_texture", "style_transfer", "StyleTransferObjective",
+           "optimize_image", "OptimizeResult", "synthesize_texture", "synthesize_texture_in_phases", "style_transfer",
+           "StyleTransferObjective",
            "gim_experiment", "GIMResult",
            "ImagePool", "load_gan_generator", "train_cyclegan", "train_pix2pix", "translate_files"]

@@ -177,6 +177,49 @@ def synthesize_texture(texture: Tensor, loss: LossSpec = "mmd", size: int = 256,
                           progress=label, lr_decay=lr_decay, seed=seed)
 
 
+def synthesize_texture_in_phases(texture: Tensor, phases: Sequence[tuple], loss_at: Callable[[int, dict], LossSpec],
+                                 lr: float = 0.05, *, lr_decay=None, seed: int = 0, device=None,
+                                 progress: Union[bool, str] = True) -> OptimizeResult:
+    r"""Coarse-to-fine texture synthesis: :func:`synthesize_texture` once per phase ``(size, steps, options)``.
+
+    Every phase matches the centre square of ``texture`` resized to its ``size`` (so each phase sees
+    the same texture, at its resolution) under the loss ``loss_at(size, options)``, and starts from
+    the previous phase's result, upscaled (bicubic) when the size grows; the first starts from
+    :func:`texture_init`. Coarse phases are cheap and settle the large structure; the last refines.
+
+    Args:
+        texture (Tensor[C, H, W] or Tensor[1, C, H, W]): the exemplar in [0, 1].
+        phases: ``(size, steps, options)`` per phase; ``options`` is handed to ``loss_at``.
+        loss_at: ``(size, options) ->`` a loss name or callable, as :func:`synthesize_texture` takes
+            (e.g. ``lambda size, options: texture_loss("mmd", size, loss_kwargs=options)``).
+        lr, lr_decay, seed, device: as :func:`synthesize_texture`, for every phase.
+        progress: a progress bar per phase (a string labels them, followed by the phase's size).
+
+    Returns:
+        :class:`OptimizeResult`: the last phase's image [1, C, size, size] and every phase's losses in order.
+
+    Example:
+        >>> from perceptual_ext.data import sample_image
+        >>> result = synthesize_texture_in_phases(
+        ...     sample_image("gravel", channels=3), [(64, 100, {}), (128, 50, {})],
+        ...     lambda size, options: texture_loss("mmd", size, loss_kwargs=options), progress=False)
+    """
+    texture = _one_image(texture, "texture")[0]
+    if not phases:
+        raise ValueError("phases must hold at least one (size, steps, options)")
+    label = progress if isinstance(progress, str) else "synthesize"
+    image, history = None, []
+    for size, steps, options in phases:
+        if image is not None and image.shape[-1] != size:
+            image = F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+        result = synthesize_texture(center_resize(texture, size), loss=loss_at(size, options), size=size, steps=steps,
+                                    lr=lr, init=image, lr_decay=lr_decay, seed=seed, device=device,
+                                    progress=f"{label} {size}²" if progress else False)
+        image = result.image
+        history += result.history
+    return OptimizeResult(image, history)
+
+
 def fit_to(image: Tensor, height: int, width: int) -> Tensor:
     """Scale ``image`` [1, C, h, w] to cover ``height x width`` (aspect kept), then centre-crop."""
     _, _, h, w = image.shape
